@@ -1,1 +1,532 @@
-//! config
+//! One typed configuration, read from defaults, an optional `.env` file and the
+//! process environment (later wins), validated as a whole before any socket
+//! opens so that every mistake is reported at once.
+
+mod check;
+pub mod envfile;
+pub mod password_rule;
+pub mod vars;
+
+pub use check::{MultiHostUri, parse_multi_host};
+pub use password_rule::PasswordRule;
+
+use check::Checker;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vars::Use;
+
+/// A value that is never printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where a value came from, shown by `check-config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    EnvFile,
+    Environment,
+}
+
+/// One configuration mistake, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.message)
+    }
+}
+
+/// Every mistake found in one pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} configuration error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Something that works but deserves attention (unused or unknown variables,
+/// a password rule with a slip).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub var: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.message)
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub host: IpAddr,
+    pub port: u16,
+    /// `None` when the redirecting HTTP listener is off.
+    pub http_port: Option<u16>,
+    pub http_timeout: Duration,
+    pub threads: usize,
+    pub domain_name: Option<String>,
+    pub session_key: Option<Secret>,
+    pub session_expires: Duration,
+    pub upload_limit_bytes: u64,
+    pub upload_expires: Duration,
+    pub static_expires: Duration,
+    pub static_dir: Option<PathBuf>,
+    pub manager_username: String,
+    pub manager_password: Option<Secret>,
+    pub manager_host: String,
+    pub password_rule: PasswordRule,
+    pub password_attempts: u32,
+    pub password_holdoff: Duration,
+    pub password_history: u32,
+    pub ssl_cert: Option<String>,
+    pub ssl_key: Option<Secret>,
+    pub ssl_ca: Option<String>,
+    pub acme_email: Option<String>,
+    pub acme_days: u32,
+    pub minio_uri: Option<Secret>,
+    pub recognizer_uri: Option<MultiHostUri>,
+    pub api_key: Option<Secret>,
+    pub turn_uri: Option<MultiHostUri>,
+    pub turn_port: u16,
+    pub turn_user: Option<(String, Secret)>,
+    pub turn_external_ip: Option<(IpAddr, Option<IpAddr>)>,
+    pub turn_min_port: u16,
+    pub turn_max_port: u16,
+    pub log_format: LogFormat,
+}
+
+/// A loaded configuration with what `check-config` shows besides it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<ConfigWarning>,
+    /// Every known variable with its effective value (secrets redacted) and origin.
+    pub effective: Vec<(&'static str, String, &'static str)>,
+}
+
+impl Config {
+    /// Loads from an optional env file and the given process environment.
+    pub fn load(
+        env_file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigErrors> {
+        let mut values: BTreeMap<String, (String, Source)> = BTreeMap::new();
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        if let Some(path) = env_file {
+            match envfile::read(path) {
+                Err(message) => errors.push(ConfigError {
+                    var: "--env-file".into(),
+                    message,
+                }),
+                Ok((entries, bad_lines)) => {
+                    for bad in bad_lines {
+                        errors.push(ConfigError {
+                            var: format!("{}:{}", path.display(), bad.line),
+                            message: bad.message,
+                        });
+                    }
+                    for entry in entries {
+                        if vars::find(&entry.key).is_none() {
+                            let hint = vars::nearest(&entry.key)
+                                .map(|n| format!("; did you mean {n}?"))
+                                .unwrap_or_default();
+                            warnings.push(ConfigWarning {
+                                var: entry.key.clone(),
+                                message: format!(
+                                    "unknown variable at {}:{}, ignored{hint}",
+                                    path.display(),
+                                    entry.line
+                                ),
+                            });
+                        }
+                        values.insert(entry.key, (entry.value, Source::EnvFile));
+                    }
+                }
+            }
+        }
+        // The process environment carries many unrelated variables: only known
+        // names are taken from it.
+        for (key, value) in environment {
+            if vars::find(&key).is_some() {
+                values.insert(key, (value, Source::Environment));
+            }
+        }
+        for var in vars::VARS {
+            if let (Use::Unused(why), Some((v, _))) = (var.usage, values.get(var.name))
+                && !v.trim().is_empty()
+            {
+                warnings.push(ConfigWarning {
+                    var: var.name.into(),
+                    message: format!("set but unused: {why}"),
+                });
+            }
+        }
+
+        let mut c = Checker::new(&values);
+        let config = read_config(&mut c, &mut warnings);
+        errors.extend(c.errors);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let effective = effective_values(&values);
+        Ok(Loaded {
+            config,
+            warnings,
+            effective,
+        })
+    }
+
+    /// The address clients use for the front page, as printed on the console.
+    pub fn public_url(&self) -> String {
+        let host = self.domain_name.as_deref().unwrap_or("localhost");
+        if self.port == 443 {
+            format!("https://{host}")
+        } else {
+            format!("https://{host}:{}", self.port)
+        }
+    }
+}
+
+fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config {
+    let data_dir = c.path("DATA_DIR").unwrap_or_else(|| PathBuf::from("./data"));
+    let host = c.ip("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let port = c.port("PORT", 8443);
+    let http_port = match c.raw("HTTP_PORT").map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("off") => None,
+        _ => Some(c.port("HTTP_PORT", 8080)),
+    };
+    if port != 0 && http_port == Some(port) {
+        c.error("HTTP_PORT", format!("{port} is already PORT; use another port or `off`"));
+    }
+    let http_timeout = Duration::from_secs(c.number("HTTP_TIMEOUT", 60, 1, 3600));
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = c.number("THREADS", cpus as u64, 1, 1024) as usize;
+
+    let domain_name = c.opt_string("DOMAIN_NAME").map(|d| d.to_ascii_lowercase());
+    if let Some(d) = &domain_name
+        && !is_dns_name(d)
+    {
+        c.error("DOMAIN_NAME", format!("{d:?} is not a domain name"));
+    }
+
+    let session_key = c.secret("SESSION_KEY");
+    if let Some(key) = &session_key {
+        if key.expose().eq_ignore_ascii_case("secret") {
+            c.error(
+                "SESSION_KEY",
+                "the literal `secret` from the vendor's example is refused; remove the \
+                 variable to have a random key generated and kept in DATA_DIR",
+            );
+        } else if key.expose().len() < 32 {
+            c.error(
+                "SESSION_KEY",
+                format!(
+                    "too short ({} characters); use at least 32 random characters, or remove \
+                     it to have one generated",
+                    key.expose().len()
+                ),
+            );
+        }
+    }
+    let session_expires = c.minutes("SESSION_EXPIRES", 180, 60 * 24 * 365);
+    let upload_limit_bytes = c.number("UPLOAD_LIMIT", 100, 1, 1024 * 1024) * 1024 * 1024;
+    let upload_expires = c.minutes("UPLOAD_EXPIRES", 60, 60 * 24 * 30);
+    let static_expires = c.minutes("STATIC_EXPIRES", 60, 60 * 24 * 365);
+    let static_dir = c.path("STATIC_DIR");
+    if let Some(dir) = &static_dir
+        && !dir.is_dir()
+    {
+        c.error("STATIC_DIR", format!("{} is not a directory", dir.display()));
+    }
+
+    let manager_username = c.string("MANAGER_USERNAME", "manager");
+    if manager_username.is_empty() || manager_username.len() > 64 {
+        c.error("MANAGER_USERNAME", "must be 1 to 64 characters");
+    }
+    let manager_password = c.secret("MANAGER_PASSWORD");
+    let default_manager_host = match (&domain_name, port) {
+        (Some(d), 443) => d.clone(),
+        (Some(d), p) => format!("{d}:{p}"),
+        (None, 443) => "localhost".to_string(),
+        (None, p) => format!("localhost:{p}"),
+    };
+    let manager_host = c
+        .opt_string("MANAGER_HOST")
+        .map(|h| h.to_ascii_lowercase())
+        .unwrap_or(default_manager_host);
+
+    let password_rule = match c.raw("PASSWORD_RULE") {
+        None => PasswordRule::default(),
+        Some(raw) => match PasswordRule::compile(raw.trim()) {
+            Ok(rule) => {
+                if let Some(fixed) = password_rule::lint(rule.source()) {
+                    warnings.push(ConfigWarning {
+                        var: "PASSWORD_RULE".into(),
+                        message: format!(
+                            "a look-ahead like `(?=.[0-9])` tests one position only; \
+                             you probably mean {fixed}"
+                        ),
+                    });
+                }
+                rule
+            }
+            Err(e) => {
+                c.error("PASSWORD_RULE", format!("not a valid regular expression: {e}"));
+                PasswordRule::default()
+            }
+        },
+    };
+    if let Some(p) = &manager_password
+        && !password_rule.is_satisfied_by(p.expose())
+    {
+        warnings.push(ConfigWarning {
+            var: "MANAGER_PASSWORD".into(),
+            message: "does not satisfy PASSWORD_RULE; the manager must change it at first \
+                      sign-in"
+                .into(),
+        });
+    }
+    let password_attempts = c.number("PASSWORD_ATTEMPTS", 5, 1, 1000) as u32;
+    let password_holdoff = c.minutes("PASSWORD_HOLDOFF", 5, 60 * 24 * 30);
+    let password_history = c.number("PASSWORD_HISTORY", 5, 0, 100) as u32;
+
+    let ssl_cert = c.opt_string("SSL_CERT");
+    let ssl_key = c.secret("SSL_KEY");
+    let ssl_ca = c.opt_string("SSL_CA");
+    match (&ssl_cert, &ssl_key) {
+        (Some(_), None) => c.error("SSL_KEY", "SSL_CERT is set but SSL_KEY is not"),
+        (None, Some(_)) => c.error("SSL_CERT", "SSL_KEY is set but SSL_CERT is not"),
+        _ => {}
+    }
+    if ssl_ca.is_some() && ssl_cert.is_none() {
+        c.error("SSL_CA", "SSL_CA is set but SSL_CERT is not");
+    }
+    let acme_email = c.opt_string("ACME_EMAIL");
+    if let Some(mail) = &acme_email
+        && !mail.contains('@')
+    {
+        c.error("ACME_EMAIL", format!("{mail:?} is not an e-mail address"));
+    }
+    let acme_days = c.number("ACME_DAYS", 15, 1, 89) as u32;
+
+    let minio_uri = c.secret("MINIO_URI");
+    if let Some(uri) = &minio_uri
+        && let Err(e) = check_minio_form(uri.expose())
+    {
+        c.error("MINIO_URI", e);
+    }
+    let recognizer_uri = c.raw("RECOGNIZER_URI").and_then(|raw| {
+        parse_multi_host(raw, &["http", "https"], 8080)
+            .map_err(|e| c.error("RECOGNIZER_URI", e))
+            .ok()
+    });
+    let api_key = c.secret("API_KEY");
+    if api_key
+        .as_ref()
+        .is_some_and(|k| k.expose().eq_ignore_ascii_case("secret"))
+    {
+        c.error("API_KEY", "the literal `secret` from the vendor's example is refused");
+    }
+    let turn_uri = c.raw("TURN_URI").and_then(|raw| {
+        parse_multi_host(raw, &["turn", "turns"], 3478)
+            .map_err(|e| c.error("TURN_URI", e))
+            .ok()
+    });
+    let turn_port = c.port("TURN_PORT", 3478);
+    let turn_user = c.raw("TURN_USER").and_then(|raw| match raw.trim().split_once(':') {
+        Some((user, pass)) if !user.is_empty() && !pass.is_empty() => {
+            Some((user.to_string(), Secret::new(pass)))
+        }
+        _ => {
+            c.error("TURN_USER", "expected user:password");
+            None
+        }
+    });
+    let turn_external_ip = c.raw("TURN_EXTERNAL_IP").and_then(|raw| {
+        let raw = raw.trim();
+        let (public, private) = match raw.split_once('/') {
+            Some((p, q)) => (p, Some(q)),
+            None => (raw, None),
+        };
+        let public = public.parse::<IpAddr>();
+        let private = private.map(str::parse::<IpAddr>).transpose();
+        match (public, private) {
+            (Ok(p), Ok(q)) => Some((p, q)),
+            _ => {
+                c.error(
+                    "TURN_EXTERNAL_IP",
+                    format!("{raw:?} is not an IP address or public/private pair"),
+                );
+                None
+            }
+        }
+    });
+    let turn_min_port = c.port("TURN_MIN_PORT", 49152);
+    let turn_max_port = c.port("TURN_MAX_PORT", 65535);
+    if turn_min_port > turn_max_port {
+        c.error(
+            "TURN_MIN_PORT",
+            format!("{turn_min_port} is above TURN_MAX_PORT {turn_max_port}"),
+        );
+    }
+    let log_format = match c.string("LOG_FORMAT", "text").to_ascii_lowercase().as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            c.error("LOG_FORMAT", format!("{other:?} is neither `text` nor `json`"));
+            LogFormat::Text
+        }
+    };
+
+    Config {
+        data_dir,
+        host,
+        port,
+        http_port,
+        http_timeout,
+        threads,
+        domain_name,
+        session_key,
+        session_expires,
+        upload_limit_bytes,
+        upload_expires,
+        static_expires,
+        static_dir,
+        manager_username,
+        manager_password,
+        manager_host,
+        password_rule,
+        password_attempts,
+        password_holdoff,
+        password_history,
+        ssl_cert,
+        ssl_key,
+        ssl_ca,
+        acme_email,
+        acme_days,
+        minio_uri,
+        recognizer_uri,
+        api_key,
+        turn_uri,
+        turn_port,
+        turn_user,
+        turn_external_ip,
+        turn_min_port,
+        turn_max_port,
+        log_format,
+    }
+}
+
+/// The URL form of the seed's `MINIO_URI`, checked without echoing credentials.
+/// The object store itself re-reads it when it connects.
+fn check_minio_form(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is neither http nor https", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the host is missing".into());
+    }
+    if url.username().is_empty() || url.password().is_none() {
+        return Err("expected credentials as key:secret@host".into());
+    }
+    let bucket = url.path().trim_matches('/');
+    if bucket.is_empty() || bucket.contains('/') {
+        return Err("expected exactly one bucket name as the path, e.g. /proctoring".into());
+    }
+    Ok(())
+}
+
+fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+fn effective_values(
+    values: &BTreeMap<String, (String, Source)>,
+) -> Vec<(&'static str, String, &'static str)> {
+    vars::VARS
+        .iter()
+        .filter(|v| v.usage == Use::Used)
+        .map(|v| match values.get(v.name).filter(|(x, _)| !x.trim().is_empty()) {
+            Some((value, source)) => {
+                let shown = if v.secret {
+                    "*** (set)".to_string()
+                } else {
+                    value.clone()
+                };
+                let origin = match source {
+                    Source::EnvFile => "env file",
+                    Source::Environment => "environment",
+                };
+                (v.name, shown, origin)
+            }
+            None => (
+                v.name,
+                v.default.unwrap_or("(unset)").to_string(),
+                "default",
+            ),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
