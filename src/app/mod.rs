@@ -1,1 +1,196 @@
-//! app
+//! Builds the running instance from a [`Config`]: checks everything that can be
+//! checked before a socket opens, opens the store and object storage, binds the
+//! listeners, and owns the shutdown signal and the named background tasks.
+
+pub mod datadir;
+mod preflight;
+pub use preflight::check;
+pub mod secrets;
+pub mod tasks;
+
+use crate::auth::manager::{self, Bootstrap};
+use crate::config::{ConfigError, ConfigErrors, Secret};
+use crate::objects::Objects;
+use crate::store::Store;
+use crate::web::assets::{Assets, PageValues};
+use crate::web::metrics::Metrics;
+use crate::web::serve::{self, ConnLimits};
+use crate::web::{self, WebState};
+use crate::VERSION;
+use crate::config::Config;
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tasks::Tasks;
+use tokio::net::TcpListener;
+
+/// How long in-flight requests may run on after shutdown begins; together with
+/// the store closing this keeps exit well inside systemd's and CI's 5 s.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// Why the instance could not start. Every variant is the operator's to fix,
+/// so the command line exits with 2 for all of them.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Preflight(ConfigErrors),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot open object storage: {0}")]
+    Objects(#[from] crate::objects::ObjectsError),
+    #[error("cannot create the manager account: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("cannot keep the session key: {0}")]
+    Secrets(String),
+}
+
+/// A started instance.
+pub struct Running {
+    pub https_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub tls_mode: &'static str,
+    /// Present on the first start when the manager password was generated.
+    pub generated_manager_password: Option<Secret>,
+    pub store: Arc<dyn Store>,
+    pub objects: Objects,
+    tasks: Tasks,
+    _lock: datadir::DataDirLock,
+}
+
+/// Starts the instance. `extra` routes are merged into the router (tests and
+/// later modules add theirs this way).
+pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Running, AppError> {
+    let checked = preflight::run(&config).map_err(AppError::Preflight)?;
+    let session_key = secrets::session_key(&config).map_err(AppError::Secrets)?;
+    tracing::debug!(bytes = session_key.len(), "session key ready");
+    // Bind before opening the store so that a port in use is reported as a
+    // configuration error and nothing is half-started.
+    let (https, http) = bind(&config).await.map_err(AppError::Preflight)?;
+
+    let db_path = config.data_dir.join("invigil.redb");
+    let store = crate::store::open(&db_path, crate::store::MIGRATIONS)?;
+    let objects = match &config.minio_uri {
+        Some(uri) => Objects::s3(uri.expose())?,
+        None => Objects::local(config.data_dir.join("objects"))?,
+    };
+    let generated = match manager::ensure(
+        store.as_ref(),
+        &config.manager_username,
+        config.manager_password.as_ref(),
+        &config.password_rule,
+    )? {
+        Bootstrap::Existing(_) => None,
+        Bootstrap::Created { generated, .. } => generated,
+    };
+
+    let state = Arc::new(WebState {
+        version: VERSION,
+        tls_mode: checked.tls_mode,
+        metrics: Metrics::new(VERSION, checked.tls_mode),
+        assets: Assets::new(
+            config.static_dir.clone(),
+            config.static_expires,
+            PageValues {
+                version: VERSION.to_string(),
+                manager_host: config.manager_host.clone(),
+                manager_username: config.manager_username.clone(),
+            },
+        ),
+        upload_limit_bytes: config.upload_limit_bytes,
+    });
+    let router = web::router(state, extra);
+    let limits = ConnLimits {
+        timeout: config.http_timeout,
+        grace: GRACE,
+    };
+    let https_addr = https.local_addr().map_err(bind_error("PORT"))?;
+    let http_addr = http
+        .as_ref()
+        .map(|l| l.local_addr().map_err(bind_error("HTTP_PORT")))
+        .transpose()?;
+
+    let mut tasks = Tasks::new();
+    let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(checked.resolver));
+    let signal = tasks.shutdown_signal();
+    tasks.spawn(
+        "https",
+        serve::serve_https(https, acceptor, router, limits, signal.requested()),
+    );
+    if let Some(http) = http {
+        let signal = tasks.shutdown_signal();
+        tasks.spawn(
+            "http-redirect",
+            serve::serve_redirect(http, https_addr.port(), limits, signal.requested()),
+        );
+    }
+    tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
+    Ok(Running {
+        https_addr,
+        http_addr,
+        tls_mode: checked.tls_mode,
+        generated_manager_password: generated,
+        store,
+        objects,
+        tasks,
+        _lock: checked.lock,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish within [`GRACE`], stops
+    /// every task, then closes the store and releases the data directory.
+    pub async fn stop(self) {
+        let stuck = self.tasks.stop(GRACE + Duration::from_millis(500)).await;
+        if !stuck.is_empty() {
+            tracing::warn!(?stuck, "tasks aborted at shutdown");
+        }
+        drop(self.store);
+        tracing::info!("stopped");
+    }
+}
+
+fn bind_error(var: &'static str) -> impl Fn(std::io::Error) -> AppError {
+    move |e| {
+        AppError::Preflight(ConfigErrors(vec![ConfigError {
+            var: var.into(),
+            message: e.to_string(),
+        }]))
+    }
+}
+
+/// Binds the HTTPS and HTTP ports, reporting both failures together.
+async fn bind(config: &Config) -> Result<(TcpListener, Option<TcpListener>), ConfigErrors> {
+    let mut errors = Vec::new();
+    let https_at = SocketAddr::new(config.host, config.port);
+    let https = TcpListener::bind(https_at)
+        .await
+        .map_err(|e| errors.push(port_error("PORT", https_at, &e)))
+        .ok();
+    let mut http = None;
+    if let Some(port) = config.http_port {
+        let at = SocketAddr::new(config.host, port);
+        match TcpListener::bind(at).await {
+            Ok(l) => http = Some(l),
+            Err(e) => errors.push(port_error("HTTP_PORT", at, &e)),
+        }
+    }
+    match https {
+        Some(https) if errors.is_empty() => Ok((https, http)),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+fn port_error(var: &str, at: SocketAddr, e: &std::io::Error) -> ConfigError {
+    let why = match e.kind() {
+        std::io::ErrorKind::AddrInUse => "is already in use by another program".to_string(),
+        std::io::ErrorKind::PermissionDenied => {
+            "needs privileges (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_string()
+        }
+        _ => format!("cannot be opened: {e}"),
+    };
+    ConfigError {
+        var: var.into(),
+        message: format!("{at} {why}"),
+    }
+}

@@ -1,5 +1,170 @@
-//! Command line: subcommands and exit codes.
+//! Command line: subcommands, logging set-up, signals and exit codes
+//! (0 ok, 1 failure while running, 2 bad configuration or usage).
 
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+mod banner;
+
+use crate::config::{Config, LogFormat, Loaded};
+use crate::{VERSION, app};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "invigil", version = VERSION, about = "Self-hosted online exam proctoring")]
+struct Cli {
+    /// Read variables from this file (the vendor's `.env` format) before the
+    /// process environment, which wins.
+    #[arg(long, global = true, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print the effective configuration and its warnings; exit 2 on any error.
+    CheckConfig,
+    /// Print the version.
+    Version,
+}
+
+const EXIT_BAD_CONFIG: u8 = 2;
+
+/// Entry point of the `invigil` binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap prints help and usage errors itself and picks 0 or 2.
+        Err(e) => e.exit(),
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Version => {
+            println!("invigil {VERSION}");
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig => check_config(cli.env_file),
+        Command::Serve => serve(cli.env_file),
+    }
+}
+
+fn load(env_file: Option<PathBuf>) -> Result<Loaded, ExitCode> {
+    Config::load(env_file.as_deref(), std::env::vars()).map_err(|errors| {
+        eprint!("invigil: {errors}");
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
+}
+
+fn check_config(env_file: Option<PathBuf>) -> ExitCode {
+    let loaded = match load(env_file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let width = loaded.effective.iter().map(|e| e.0.len()).max().unwrap_or(0);
+    for (name, value, origin) in &loaded.effective {
+        println!("{name:width$} = {value}    ({origin})");
+    }
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let problems = app::check(&loaded.config);
+    if problems.is_empty() {
+        println!("configuration OK");
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        ExitCode::from(EXIT_BAD_CONFIG)
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LOG_LEVEL")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+fn serve(env_file: Option<PathBuf>) -> ExitCode {
+    let loaded = match load(env_file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    init_logging(loaded.config.log_format);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(loaded.config.threads)
+        .thread_name("invigil")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("invigil: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(loaded.config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let data_dir = config.data_dir.clone();
+    let manager_host = config.manager_host.clone();
+    let username = config.manager_username.clone();
+    let url = config.public_url();
+    let running = match app::start(config, axum::Router::new()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprint!("invigil: {e}");
+            if !e.to_string().ends_with('\n') {
+                eprintln!();
+            }
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    banner::print(&banner::Banner {
+        url: &url,
+        https_addr: running.https_addr,
+        manager_host: &manager_host,
+        username: &username,
+        generated_password: running.generated_manager_password.as_ref(),
+        data_dir: &data_dir,
+        tls_mode: running.tls_mode,
+    });
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let signal = wait_for_signal().await;
+    tracing::info!("{signal} received; shutting down");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    running.stop().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers only Ctrl-C through tokio's fallback remains.
+        let _ = tokio::signal::ctrl_c().await;
+        return "interrupt";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
 }

@@ -131,7 +131,7 @@ pub fn parse_multi_host(
         None => (rest, String::new()),
     };
     let (credentials, hostlist) = match authority.rsplit_once('@') {
-        Some((c, h)) if c.is_empty() => return Err(format!("empty credentials before '@{h}'")),
+        Some(("", h)) => return Err(format!("empty credentials before '@{h}'")),
         Some((c, h)) => (Some(Secret::new(c)), h),
         None => (None, authority),
     };

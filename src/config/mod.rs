@@ -361,12 +361,8 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
     }
     let acme_days = c.number("ACME_DAYS", 15, 1, 89) as u32;
 
+    // Its form is checked by the object storage module, which owns it.
     let minio_uri = c.secret("MINIO_URI");
-    if let Some(uri) = &minio_uri
-        && let Err(e) = check_minio_form(uri.expose())
-    {
-        c.error("MINIO_URI", e);
-    }
     let recognizer_uri = c.raw("RECOGNIZER_URI").and_then(|raw| {
         parse_multi_host(raw, &["http", "https"], 8080)
             .map_err(|e| c.error("RECOGNIZER_URI", e))
@@ -467,26 +463,6 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         turn_max_port,
         log_format,
     }
-}
-
-/// The URL form of the seed's `MINIO_URI`, checked without echoing credentials.
-/// The object store itself re-reads it when it connects.
-fn check_minio_form(raw: &str) -> Result<(), String> {
-    let url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme {:?} is neither http nor https", url.scheme()));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("the host is missing".into());
-    }
-    if url.username().is_empty() || url.password().is_none() {
-        return Err("expected credentials as key:secret@host".into());
-    }
-    let bucket = url.path().trim_matches('/');
-    if bucket.is_empty() || bucket.contains('/') {
-        return Err("expected exactly one bucket name as the path, e.g. /proctoring".into());
-    }
-    Ok(())
 }
 
 fn is_dns_name(name: &str) -> bool {

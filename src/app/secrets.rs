@@ -1,0 +1,61 @@
+//! Instance secrets kept in the data directory.
+
+use super::datadir;
+use crate::config::Config;
+use base64::Engine;
+use rand::RngCore;
+
+/// File that keeps the generated session key (mode 0600).
+pub const SESSION_KEY_FILE: &str = "session.key";
+
+/// The session key: `SESSION_KEY` when set, else the one generated at first
+/// start (32 random bytes) and kept in `DATA_DIR/session.key`.
+pub fn session_key(config: &Config) -> Result<Vec<u8>, String> {
+    if let Some(key) = &config.session_key {
+        return Ok(key.expose().as_bytes().to_vec());
+    }
+    let path = config.data_dir.join(SESSION_KEY_FILE);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match datadir::read_secret_file(&path).map_err(|e| format!("{}: {e}", path.display()))? {
+        Some(text) => {
+            let key = b64
+                .decode(text.trim_ascii())
+                .map_err(|_| format!("{} is not base64; remove it to have a new key made", path.display()))?;
+            if key.len() < 32 {
+                return Err(format!(
+                    "{} holds a key shorter than 32 bytes; remove it to have a new key made",
+                    path.display()
+                ));
+            }
+            Ok(key)
+        }
+        None => {
+            let mut key = vec![0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            datadir::write_secret_file(&path, format!("{}\n", b64.encode(&key)).as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::info!("generated a session key in {}", path.display());
+            Ok(key)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn generated_once_and_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::load(None, Vec::new()).unwrap().config;
+        config.data_dir = dir.path().to_path_buf();
+        let first = session_key(&config).unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(session_key(&config).unwrap(), first);
+        let meta = std::fs::metadata(dir.path().join(SESSION_KEY_FILE)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        std::fs::write(dir.path().join(SESSION_KEY_FILE), "c2hvcnQ=").unwrap();
+        assert!(session_key(&config).unwrap_err().contains("shorter"));
+    }
+}

@@ -1,0 +1,168 @@
+//! JSON errors and the one table that maps error codes to HTTP statuses.
+//!
+//! Modules below `web` have their own error enums and no HTTP types; each is
+//! turned into an [`ApiError`] here, and the status always comes from [`TABLE`].
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde::Serialize;
+
+/// Every stable error code with its status. Integrators match on the code.
+pub const TABLE: &[(&str, StatusCode)] = &[
+    ("bad_request", StatusCode::BAD_REQUEST),
+    ("invalid_json", StatusCode::BAD_REQUEST),
+    ("unauthorized", StatusCode::UNAUTHORIZED),
+    ("forbidden", StatusCode::FORBIDDEN),
+    ("not_found", StatusCode::NOT_FOUND),
+    ("unknown_host", StatusCode::NOT_FOUND),
+    ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+    ("conflict", StatusCode::CONFLICT),
+    ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ("range_not_satisfiable", StatusCode::RANGE_NOT_SATISFIABLE),
+    ("unprocessable", StatusCode::UNPROCESSABLE_ENTITY),
+    ("locked", StatusCode::LOCKED),
+    ("too_many_requests", StatusCode::TOO_MANY_REQUESTS),
+    ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+    ("storage_error", StatusCode::INTERNAL_SERVER_ERROR),
+    ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+    ("timeout", StatusCode::REQUEST_TIMEOUT),
+];
+
+/// The status of a code; an unlisted code is a bug and answers 500.
+pub fn status_of(code: &str) -> StatusCode {
+    TABLE
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or(StatusCode::INTERNAL_SERVER_ERROR, |(_, s)| *s)
+}
+
+/// The code the table gives for a status, for errors produced by the HTTP
+/// machinery itself (routing, extractors, body limits).
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    TABLE
+        .iter()
+        .find(|(_, s)| *s == status)
+        .map_or(
+            if status.is_server_error() {
+                "internal"
+            } else {
+                "bad_request"
+            },
+            |(c, _)| c,
+        )
+}
+
+/// An error answer: `{ "error": code, "message": text }` with the table's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new("not_found", what)
+    }
+
+    pub fn forbidden(why: impl Into<String>) -> Self {
+        Self::new("forbidden", why)
+    }
+
+    pub fn payload_too_large(limit_bytes: u64) -> Self {
+        Self::new(
+            "payload_too_large",
+            format!(
+                "the request body is larger than UPLOAD_LIMIT ({} MiB)",
+                limit_bytes / (1024 * 1024)
+            ),
+        )
+    }
+
+    /// Logs the detail of an internal failure and answers without it, so that
+    /// paths and backend messages do not reach clients.
+    pub fn internal(code: &'static str, detail: impl std::fmt::Display) -> Self {
+        tracing::error!(code, "{detail}");
+        Self::new(code, "an internal error occurred; it has been logged")
+    }
+
+    pub fn status(&self) -> StatusCode {
+        status_of(self.code)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: self.code,
+            message: &self.message,
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn table_codes_are_unique_and_statuses_are_errors() {
+        let mut codes: Vec<_> = TABLE.iter().map(|(c, _)| *c).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), TABLE.len());
+        for (code, status) in TABLE {
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code} maps to {status}"
+            );
+            assert!(
+                code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{code} is not snake_case"
+            );
+        }
+    }
+
+    #[test]
+    fn status_lookup_both_ways() {
+        assert_eq!(status_of("unknown_host"), StatusCode::NOT_FOUND);
+        assert_eq!(status_of("locked"), StatusCode::LOCKED);
+        assert_eq!(status_of("no_such_code"), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            code_for_status(StatusCode::PAYLOAD_TOO_LARGE),
+            "payload_too_large"
+        );
+        assert_eq!(code_for_status(StatusCode::NOT_FOUND), "not_found");
+        assert_eq!(code_for_status(StatusCode::IM_A_TEAPOT), "bad_request");
+        assert_eq!(code_for_status(StatusCode::BAD_GATEWAY), "internal");
+    }
+
+    #[tokio::test]
+    async fn response_is_json_with_code_and_message() {
+        let response = ApiError::payload_too_large(100 * 1024 * 1024).into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json"
+        );
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"], "payload_too_large");
+        assert!(v["message"].as_str().unwrap().contains("100 MiB"));
+    }
+}

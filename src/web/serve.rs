@@ -1,0 +1,253 @@
+//! The listeners: HTTPS (rustls + hyper, HTTP/1.1 and HTTP/2) and the plain
+//! HTTP port that redirects to it. Both stop accepting on the shutdown signal
+//! and give in-flight requests a grace period before connections are dropped.
+
+use super::PeerAddr;
+use axum::Router;
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// How connections are handled.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Bounds the TLS handshake, reading request headers, and idle keep-alive.
+    pub timeout: Duration,
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub grace: Duration,
+}
+
+fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.timeout);
+    b.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.timeout / 2)
+        .keep_alive_timeout(limits.timeout / 2);
+    b
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` resolves, then waits
+/// up to `limits.grace` for open requests.
+pub async fn serve_https(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = builder(limits);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // instead of spinning, and keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let tls = match tokio::time::timeout(limits.timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let router = router.clone();
+                async move { Ok::<_, Infallible>(handle(router, request, peer).await) }
+            });
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some connections were still busy after {:?} and were closed",
+            limits.grace
+        );
+    }
+}
+
+async fn handle(
+    router: Router,
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+) -> axum::response::Response {
+    request.extensions_mut().insert(PeerAddr(peer));
+    let request = request.map(axum::body::Body::new);
+    match router.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Answers every request on the plain HTTP port with a permanent redirect to
+/// the same host, path and query on the HTTPS port.
+pub async fn serve_redirect(
+    listener: TcpListener,
+    https_port: u16,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = builder(limits);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                Ok::<_, Infallible>(redirect(&request, https_port))
+            });
+            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            let _ = watcher.watch(conn.into_owned()).await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(limits.grace, graceful.shutdown()).await;
+}
+
+/// The redirect answer; pure so that it can be tested without sockets.
+pub fn redirect<B>(request: &Request<B>, https_port: u16) -> Response<String> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .map(strip_port)
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)));
+    let Some(host) = host else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "{\"error\":\"bad_request\",\"message\":\"a Host header is required\"}".into(),
+        );
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str());
+    let location = if https_port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{https_port}{path}")
+    };
+    let mut response = plain(StatusCode::PERMANENT_REDIRECT, String::new());
+    if let Ok(value) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn plain(status: StatusCode, body: String) -> Response<String> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if status.is_client_error() {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+    }
+    response
+}
+
+/// `host:port` → `host`, keeping IPv6 literals in brackets intact.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(host: Option<&str>, uri: &str, port: u16) -> (StatusCode, Option<String>) {
+        let mut b = Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header(header::HOST, h);
+        }
+        let r = redirect(&b.body(()).unwrap(), port);
+        let loc = r
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_string());
+        (r.status(), loc)
+    }
+
+    #[test]
+    fn redirect_keeps_host_path_and_query() {
+        assert_eq!(
+            location(Some("exam.example.org:8080"), "/a/b?c=d&e", 8443),
+            (
+                StatusCode::PERMANENT_REDIRECT,
+                Some("https://exam.example.org:8443/a/b?c=d&e".into())
+            )
+        );
+        assert_eq!(
+            location(Some("exam.example.org"), "/", 443).1.as_deref(),
+            Some("https://exam.example.org/")
+        );
+        assert_eq!(
+            location(Some("[::1]:80"), "/x", 8443).1.as_deref(),
+            Some("https://[::1]:8443/x")
+        );
+    }
+
+    #[test]
+    fn redirect_refuses_missing_or_hostile_host() {
+        assert_eq!(location(None, "/", 443).0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            location(Some("evil.example/\r\nx"), "/", 443).0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

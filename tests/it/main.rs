@@ -1,0 +1,5 @@
+//! All integration tests of invigil, in one test binary.
+
+mod blackbox;
+mod daemon;
+mod harness;
