@@ -328,3 +328,19 @@ mod tests {
         assert_eq!(nearest("COMPLETELY_DIFFERENT"), None);
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// The README's configuration table must name every variable.
+    #[test]
+    fn readme_documents_every_variable() {
+        let readme = include_str!("../../README.md");
+        for var in super::VARS {
+            assert!(
+                readme.contains(&format!("`{}`", var.name)),
+                "README.md does not document {}",
+                var.name
+            );
+        }
+    }
+}

@@ -81,6 +81,10 @@ pub async fn serve_https(
                     return;
                 }
             };
+            // An ACME validation handshake carries no HTTP; it ends here.
+            if crate::tls::is_acme_challenge(tls.get_ref().1.alpn_protocol()) {
+                return;
+            }
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let router = router.clone();
                 async move { Ok::<_, Infallible>(handle(router, request, peer).await) }
