@@ -1,0 +1,67 @@
+//! Every tree the store holds, by name.
+//!
+//! Code names trees only through these constants, so a misspelt tree is a
+//! compile error rather than a silently empty table. Backends create every
+//! tree in [`ALL`] when they open, so a read never meets a missing tree.
+
+use std::fmt;
+
+/// A named tree (table) of the store; values exist only as the constants below.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tree(&'static str);
+
+impl Tree {
+    /// The tree's name as stored on disk.
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Debug for Tree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tree({})", self.0)
+    }
+}
+
+impl fmt::Display for Tree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Schema version and instance metadata.
+pub const META: Tree = Tree("meta");
+/// User accounts.
+pub const USERS: Tree = Tree("users");
+/// Hosts (exam machines) known to the server.
+pub const HOSTS: Tree = Tree("hosts");
+/// Login sessions of users.
+pub const AUTH_SESSIONS: Tree = Tree("auth_sessions");
+/// Append-only audit log.
+pub const AUDIT: Tree = Tree("audit");
+
+/// Every tree, in the order backends create them. Add new trees here too.
+pub const ALL: &[Tree] = &[META, USERS, HOSTS, AUTH_SESSIONS, AUDIT];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_names_are_unique_and_plain() {
+        let mut names: Vec<&str> = ALL.iter().map(|t| t.name()).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "duplicate tree name in catalog");
+        for name in names {
+            assert!(
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "tree name {name:?} must be lowercase ascii, digits or '_'"
+            );
+        }
+    }
+}
