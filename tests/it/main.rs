@@ -1,0 +1,3 @@
+//! invigil's integration tests, in one test binary.
+
+mod objects;
