@@ -3,3 +3,4 @@
 mod blackbox;
 mod daemon;
 mod harness;
+mod objects;
