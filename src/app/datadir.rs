@@ -43,7 +43,13 @@ pub fn check(dir: &Path) -> Result<(), String> {
         .ancestors()
         .skip(1)
         .find(|p| p.as_os_str().is_empty() || p.exists())
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("/"));
     prepare(parent).map_err(|e| format!("{} cannot be created: {e}", dir.display()))
 }
@@ -87,7 +93,8 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().map_or("secret".into(), |n| n.to_string_lossy()),
+        path.file_name()
+            .map_or("secret".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
     let mut file = OpenOptions::new()
@@ -148,7 +155,11 @@ mod tests {
         assert_eq!(read_secret_file(&path).unwrap().unwrap(), b"abc");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(read_secret_file(&dir.path().join("none")).unwrap().is_none());
+        assert!(
+            read_secret_file(&dir.path().join("none"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub use preflight::check;
 pub mod secrets;
 pub mod tasks;
 
+use crate::VERSION;
 use crate::auth::manager::{self, Bootstrap};
+use crate::config::Config;
 use crate::config::{ConfigError, ConfigErrors, Secret};
 use crate::objects::Objects;
 use crate::store::Store;
@@ -16,8 +18,6 @@ use crate::web::assets::{Assets, PageValues};
 use crate::web::metrics::Metrics;
 use crate::web::serve::{self, ConnLimits};
 use crate::web::{self, WebState};
-use crate::VERSION;
-use crate::config::Config;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,7 +71,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     let db_path = config.data_dir.join("invigil.redb");
     let store = crate::store::open(&db_path, crate::store::MIGRATIONS)?;
     let objects = match &config.minio_uri {
-        Some(uri) => Objects::s3(uri.expose())?,
+        Some(uri) => Objects::from_minio_uri(uri.expose())?,
         None => Objects::local(config.data_dir.join("objects"))?,
     };
     let generated = match manager::ensure(

@@ -18,9 +18,12 @@ pub fn session_key(config: &Config) -> Result<Vec<u8>, String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     match datadir::read_secret_file(&path).map_err(|e| format!("{}: {e}", path.display()))? {
         Some(text) => {
-            let key = b64
-                .decode(text.trim_ascii())
-                .map_err(|_| format!("{} is not base64; remove it to have a new key made", path.display()))?;
+            let key = b64.decode(text.trim_ascii()).map_err(|_| {
+                format!(
+                    "{} is not base64; remove it to have a new key made",
+                    path.display()
+                )
+            })?;
             if key.len() < 32 {
                 return Err(format!(
                     "{} holds a key shorter than 32 bytes; remove it to have a new key made",

@@ -54,8 +54,7 @@ pub fn ensure(
     };
     // The vendor's `changeme` and anything the rule refuses are accepted once,
     // for the first sign-in only.
-    let must_change_password =
-        generated || plain == "changeme" || !rule.is_satisfied_by(&plain);
+    let must_change_password = generated || plain == "changeme" || !rule.is_satisfied_by(&plain);
     let record = ManagerRecord {
         username: username.to_string(),
         password_hash: password::hash(&plain)?,
@@ -98,7 +97,12 @@ mod tests {
         let shown = generated.expect("a generated password is shown");
         assert!(record.must_change_password);
         assert!(password::verify(shown.expose(), &record.password_hash));
-        let again = ensure(&store, "manager", Some(&Secret::new("Other pass 123")), &rule);
+        let again = ensure(
+            &store,
+            "manager",
+            Some(&Secret::new("Other pass 123")),
+            &rule,
+        );
         assert!(matches!(again.unwrap(), Bootstrap::Existing(r) if r == record));
     }
 

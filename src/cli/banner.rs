@@ -2,6 +2,7 @@
 //! manager signs in. A generated password appears here and nowhere else.
 
 use crate::config::Secret;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -37,6 +38,8 @@ pub fn print(b: &Banner<'_>) {
     }
     out.push_str(&format!("  data       {}\n", b.data_dir.display()));
     // Printed to stdout, not logged, so the one-time password does not end up
-    // in log collectors.
-    println!("{out}");
+    // in log collectors. A closed stdout must not take the server down, so
+    // write errors are ignored instead of panicking like `println!`.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{out}").and_then(|()| stdout.flush());
 }

@@ -3,7 +3,7 @@
 
 mod banner;
 
-use crate::config::{Config, LogFormat, Loaded};
+use crate::config::{Config, Loaded, LogFormat};
 use crate::{VERSION, app};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -62,7 +62,12 @@ fn check_config(env_file: Option<PathBuf>) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let width = loaded.effective.iter().map(|e| e.0.len()).max().unwrap_or(0);
+    let width = loaded
+        .effective
+        .iter()
+        .map(|e| e.0.len())
+        .max()
+        .unwrap_or(0);
     for (name, value, origin) in &loaded.effective {
         println!("{name:width$} = {value}    ({origin})");
     }
@@ -122,6 +127,15 @@ fn serve(env_file: Option<PathBuf>) -> ExitCode {
 }
 
 async fn run(config: Config) -> ExitCode {
+    // Handlers go in before anything is announced, so a SIGTERM that arrives
+    // right after READY still shuts down cleanly instead of killing the process.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("invigil: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let data_dir = config.data_dir.clone();
     let manager_host = config.manager_host.clone();
     let username = config.manager_username.clone();
@@ -146,25 +160,31 @@ async fn run(config: Config) -> ExitCode {
         tls_mode: running.tls_mode,
     });
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let signal = wait_for_signal().await;
+    let signal = signals.wait().await;
     tracing::info!("{signal} received; shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     running.stop().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers only Ctrl-C through tokio's fallback remains.
-        let _ = tokio::signal::ctrl_c().await;
-        return "interrupt";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }

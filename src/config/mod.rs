@@ -240,7 +240,9 @@ impl Config {
 }
 
 fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config {
-    let data_dir = c.path("DATA_DIR").unwrap_or_else(|| PathBuf::from("./data"));
+    let data_dir = c
+        .path("DATA_DIR")
+        .unwrap_or_else(|| PathBuf::from("./data"));
     let host = c.ip("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let port = c.port("PORT", 8443);
     let http_port = match c.raw("HTTP_PORT").map(str::trim) {
@@ -248,7 +250,10 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         _ => Some(c.port("HTTP_PORT", 8080)),
     };
     if port != 0 && http_port == Some(port) {
-        c.error("HTTP_PORT", format!("{port} is already PORT; use another port or `off`"));
+        c.error(
+            "HTTP_PORT",
+            format!("{port} is already PORT; use another port or `off`"),
+        );
     }
     let http_timeout = Duration::from_secs(c.number("HTTP_TIMEOUT", 60, 1, 3600));
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -288,7 +293,10 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
     if let Some(dir) = &static_dir
         && !dir.is_dir()
     {
-        c.error("STATIC_DIR", format!("{} is not a directory", dir.display()));
+        c.error(
+            "STATIC_DIR",
+            format!("{} is not a directory", dir.display()),
+        );
     }
 
     let manager_username = c.string("MANAGER_USERNAME", "manager");
@@ -323,7 +331,10 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
                 rule
             }
             Err(e) => {
-                c.error("PASSWORD_RULE", format!("not a valid regular expression: {e}"));
+                c.error(
+                    "PASSWORD_RULE",
+                    format!("not a valid regular expression: {e}"),
+                );
                 PasswordRule::default()
             }
         },
@@ -373,7 +384,10 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         .as_ref()
         .is_some_and(|k| k.expose().eq_ignore_ascii_case("secret"))
     {
-        c.error("API_KEY", "the literal `secret` from the vendor's example is refused");
+        c.error(
+            "API_KEY",
+            "the literal `secret` from the vendor's example is refused",
+        );
     }
     let turn_uri = c.raw("TURN_URI").and_then(|raw| {
         parse_multi_host(raw, &["turn", "turns"], 3478)
@@ -381,15 +395,17 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
             .ok()
     });
     let turn_port = c.port("TURN_PORT", 3478);
-    let turn_user = c.raw("TURN_USER").and_then(|raw| match raw.trim().split_once(':') {
-        Some((user, pass)) if !user.is_empty() && !pass.is_empty() => {
-            Some((user.to_string(), Secret::new(pass)))
-        }
-        _ => {
-            c.error("TURN_USER", "expected user:password");
-            None
-        }
-    });
+    let turn_user = c
+        .raw("TURN_USER")
+        .and_then(|raw| match raw.trim().split_once(':') {
+            Some((user, pass)) if !user.is_empty() && !pass.is_empty() => {
+                Some((user.to_string(), Secret::new(pass)))
+            }
+            _ => {
+                c.error("TURN_USER", "expected user:password");
+                None
+            }
+        });
     let turn_external_ip = c.raw("TURN_EXTERNAL_IP").and_then(|raw| {
         let raw = raw.trim();
         let (public, private) = match raw.split_once('/') {
@@ -421,7 +437,10 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
         other => {
-            c.error("LOG_FORMAT", format!("{other:?} is neither `text` nor `json`"));
+            c.error(
+                "LOG_FORMAT",
+                format!("{other:?} is neither `text` nor `json`"),
+            );
             LogFormat::Text
         }
     };
@@ -482,25 +501,27 @@ fn effective_values(
     vars::VARS
         .iter()
         .filter(|v| v.usage == Use::Used)
-        .map(|v| match values.get(v.name).filter(|(x, _)| !x.trim().is_empty()) {
-            Some((value, source)) => {
-                let shown = if v.secret {
-                    "*** (set)".to_string()
-                } else {
-                    value.clone()
-                };
-                let origin = match source {
-                    Source::EnvFile => "env file",
-                    Source::Environment => "environment",
-                };
-                (v.name, shown, origin)
-            }
-            None => (
-                v.name,
-                v.default.unwrap_or("(unset)").to_string(),
-                "default",
-            ),
-        })
+        .map(
+            |v| match values.get(v.name).filter(|(x, _)| !x.trim().is_empty()) {
+                Some((value, source)) => {
+                    let shown = if v.secret {
+                        "*** (set)".to_string()
+                    } else {
+                        value.clone()
+                    };
+                    let origin = match source {
+                        Source::EnvFile => "env file",
+                        Source::Environment => "environment",
+                    };
+                    (v.name, shown, origin)
+                }
+                None => (
+                    v.name,
+                    v.default.unwrap_or("(unset)").to_string(),
+                    "default",
+                ),
+            },
+        )
         .collect()
 }
 

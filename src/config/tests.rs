@@ -104,14 +104,20 @@ fn vendor_env_file_is_accepted_with_unused_variables_named() {
         "MONGO_SECRET",
         "HTTP_WEBROOT",
     ] {
-        assert!(warned.contains(&unused), "{unused} not reported: {warned:?}");
+        assert!(
+            warned.contains(&unused),
+            "{unused} not reported: {warned:?}"
+        );
     }
     let typo = loaded
         .warnings
         .iter()
         .find(|w| w.var == "SESION_EXPIRES")
         .expect("unknown key warned");
-    assert!(typo.message.contains("did you mean SESSION_EXPIRES"), "{typo}");
+    assert!(
+        typo.message.contains("did you mean SESSION_EXPIRES"),
+        "{typo}"
+    );
     let rule = loaded
         .warnings
         .iter()
@@ -141,7 +147,10 @@ fn bad_env_file_lines_are_errors_with_line_numbers() {
     let errors = Config::load(Some(file.path()), env(&[])).unwrap_err();
     let vars = vars_of(&errors);
     assert_eq!(vars.len(), 2);
-    assert!(vars[0].ends_with(":2") && vars[1].ends_with(":3"), "{vars:?}");
+    assert!(
+        vars[0].ends_with(":2") && vars[1].ends_with(":3"),
+        "{vars:?}"
+    );
     let missing = Config::load(Some(Path::new("/nonexistent/.env")), env(&[])).unwrap_err();
     assert_eq!(vars_of(&missing), ["--env-file"]);
 }

@@ -62,12 +62,7 @@ pub const VARS: &[Var] = &[
         false,
         "directory for all state: database, objects, keys, certificates",
     ),
-    used(
-        "HOST",
-        Some("0.0.0.0"),
-        false,
-        "IP address to listen on",
-    ),
+    used("HOST", Some("0.0.0.0"), false, "IP address to listen on"),
     used(
         "PORT",
         Some("8443"),
@@ -248,18 +243,8 @@ pub const VARS: &[Var] = &[
         false,
         "advertised relay address, IP or public/private",
     ),
-    used(
-        "TURN_MIN_PORT",
-        Some("49152"),
-        false,
-        "lowest relay port",
-    ),
-    used(
-        "TURN_MAX_PORT",
-        Some("65535"),
-        false,
-        "highest relay port",
-    ),
+    used("TURN_MIN_PORT", Some("49152"), false, "lowest relay port"),
+    used("TURN_MAX_PORT", Some("65535"), false, "highest relay port"),
     used(
         "LOG_FORMAT",
         Some("text"),

@@ -49,11 +49,7 @@ impl Assets {
             return ApiError::not_found(format!("no such page: /{path}")).into_response();
         };
         let is_html = path.ends_with(".html");
-        let bytes = if is_html {
-            self.fill(&bytes)
-        } else {
-            bytes
-        };
+        let bytes = if is_html { self.fill(&bytes) } else { bytes };
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
         let mut headers = HeaderMap::new();
         let mime = mime_guess::from_path(&path).first_or_octet_stream();
@@ -188,7 +184,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "from disk").unwrap();
         let a = assets(Some(dir.path().to_path_buf()));
-        assert_eq!(body(a.serve("a.txt", &HeaderMap::new()).await).await, "from disk");
+        assert_eq!(
+            body(a.serve("a.txt", &HeaderMap::new()).await).await,
+            "from disk"
+        );
         for bad in ["../Cargo.toml", "/etc/passwd", ".hidden", "nope.js"] {
             let r = a.serve(bad, &HeaderMap::new()).await;
             assert_eq!(r.status(), StatusCode::NOT_FOUND, "{bad}");

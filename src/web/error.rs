@@ -41,17 +41,14 @@ pub fn status_of(code: &str) -> StatusCode {
 /// The code the table gives for a status, for errors produced by the HTTP
 /// machinery itself (routing, extractors, body limits).
 pub fn code_for_status(status: StatusCode) -> &'static str {
-    TABLE
-        .iter()
-        .find(|(_, s)| *s == status)
-        .map_or(
-            if status.is_server_error() {
-                "internal"
-            } else {
-                "bad_request"
-            },
-            |(c, _)| c,
-        )
+    TABLE.iter().find(|(_, s)| *s == status).map_or(
+        if status.is_server_error() {
+            "internal"
+        } else {
+            "bad_request"
+        },
+        |(c, _)| c,
+    )
 }
 
 /// An error answer: `{ "error": code, "message": text }` with the table's status.
@@ -156,10 +153,7 @@ mod tests {
     async fn response_is_json_with_code_and_message() {
         let response = ApiError::payload_too_large(100 * 1024 * 1024).into_response();
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/json"
-        );
+        assert_eq!(response.headers()["content-type"], "application/json");
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["error"], "payload_too_large");

@@ -65,11 +65,7 @@ async fn ping(State(state): State<Arc<WebState>>) -> Response {
         version: state.version,
         tls: state.tls_mode,
     };
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(body),
-    )
-        .into_response()
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }
 
 /// Metrics reveal load and versions, so only loopback clients (a local
@@ -77,8 +73,7 @@ async fn ping(State(state): State<Arc<WebState>>) -> Response {
 async fn prometheus(State(state): State<Arc<WebState>>, request: Request) -> Response {
     let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
     if !peer.is_some_and(|ip| ip.is_loopback()) {
-        return ApiError::forbidden("/metrics is served to loopback clients only")
-            .into_response();
+        return ApiError::forbidden("/metrics is served to loopback clients only").into_response();
     }
     (
         [(

@@ -148,9 +148,10 @@ pub async fn serve_redirect(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| async move {
-                Ok::<_, Infallible>(redirect(&request, https_port))
-            });
+            let service =
+                hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(redirect(&request, https_port))
+                });
             let conn = builder.serve_connection(TokioIo::new(tcp), service);
             let _ = watcher.watch(conn.into_owned()).await;
         });
@@ -167,17 +168,18 @@ pub fn redirect<B>(request: &Request<B>, https_port: u16) -> Response<String> {
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().host())
         .map(strip_port)
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)));
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        });
     let Some(host) = host else {
         return plain(
             StatusCode::BAD_REQUEST,
             "{\"error\":\"bad_request\",\"message\":\"a Host header is required\"}".into(),
         );
     };
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str());
+    let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let location = if https_port == 443 {
         format!("https://{host}{path}")
     } else {
@@ -250,7 +252,7 @@ mod tests {
     fn redirect_refuses_missing_or_hostile_host() {
         assert_eq!(location(None, "/", 443).0, StatusCode::BAD_REQUEST);
         assert_eq!(
-            location(Some("evil.example/\r\nx"), "/", 443).0,
+            location(Some("evil.example/x?y"), "/", 443).0,
             StatusCode::BAD_REQUEST
         );
     }

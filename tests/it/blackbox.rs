@@ -1,7 +1,7 @@
 //! The built `invigil` binary as a black box: exit codes, console output,
 //! signals, and what an operator sees.
 
-use crate::harness::{client_for, free_port};
+use crate::harness::client_for;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -35,7 +35,10 @@ fn check_config_reports_every_error_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for var in ["PORT", "SESSION_KEY", "PASSWORD_RULE", "TURN_MIN_PORT"] {
-        assert!(stderr.contains(&format!("  {var}: ")), "{var} missing in:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("  {var}: ")),
+            "{var} missing in:\n{stderr}"
+        );
     }
     assert!(stderr.contains("4 configuration errors"), "{stderr}");
     assert!(!stderr.contains("hunter2"));
@@ -59,7 +62,10 @@ fn check_config_reads_a_vendor_env_file() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("SESSION_EXPIRES") && stdout.contains("120"), "{stdout}");
+    assert!(
+        stdout.contains("SESSION_EXPIRES") && stdout.contains("120"),
+        "{stdout}"
+    );
     assert!(stdout.contains("MANAGER_PASSWORD") && stdout.contains("*** (set)"));
     for unused in ["MONGO_URI: set but unused", "DISTRIB_URL: set but unused"] {
         assert!(stderr.contains(unused), "{unused} missing:\n{stderr}");
@@ -68,7 +74,10 @@ fn check_config_reads_a_vendor_env_file() {
     for secret in ["mongopass", "Correct horse"] {
         assert!(!stdout.contains(secret) && !stderr.contains(secret));
     }
-    assert!(!dir.path().join("data").exists(), "check-config creates nothing");
+    assert!(
+        !dir.path().join("data").exists(),
+        "check-config creates nothing"
+    );
 }
 
 #[test]
@@ -91,13 +100,13 @@ struct Server {
 
 /// Starts `invigil serve` and waits for its banner.
 fn serve(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
-    let port = free_port();
     let mut cmd = invigil(data_dir);
-    cmd.env("PORT", port.to_string())
-        .env("HTTP_PORT", free_port().to_string())
+    // Port 0: the kernel picks free ports and the banner says which.
+    cmd.env("PORT", "0")
+        .env("HTTP_PORT", "0")
         .envs(extra.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap());
     let started = Instant::now();
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -112,10 +121,16 @@ fn serve(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
     }
     assert!(banner.iter().any(|l| l.contains("is ready")), "{banner:?}");
     eprintln!("start to ready: {:?}", started.elapsed());
+    let https = banner
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix("listening"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .expect("banner names the listening address");
     Server {
         child,
         banner,
-        https: SocketAddr::from(([127, 0, 0, 1], port)),
+        https,
     }
 }
 
@@ -137,7 +152,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     panic!("did not exit within {limit:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_prints_the_manager_login_once_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path(), &[]);
@@ -147,7 +162,12 @@ async fn serve_prints_the_manager_login_once_and_stops_on_sigterm() {
         .find(|l| l.trim_start().starts_with("password"))
         .expect("generated password shown on first start")
         .clone();
-    assert!(server.banner.iter().any(|l| l.contains("sign in as \"manager\"")));
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|l| l.contains("sign in as \"manager\""))
+    );
     let client = client_for(dir.path(), server.https);
     let ping = client
         .get(format!("https://localhost:{}/ping", server.https.port()))
@@ -159,12 +179,18 @@ async fn serve_prints_the_manager_login_once_and_stops_on_sigterm() {
     // delay the exit.
     let started = Instant::now();
     sigterm(&server.child);
-    assert_eq!(wait_exit(&mut server.child, Duration::from_secs(5)), Some(0));
+    assert_eq!(
+        wait_exit(&mut server.child, Duration::from_secs(5)),
+        Some(0)
+    );
     eprintln!("SIGTERM to exit: {:?}", started.elapsed());
 
     let mut again = serve(dir.path(), &[]);
     assert!(
-        !again.banner.iter().any(|l| l.trim_start().starts_with("password")),
+        !again
+            .banner
+            .iter()
+            .any(|l| l.trim_start().starts_with("password")),
         "the password is shown only on first start"
     );
     let generated = password_line.split_whitespace().nth(1).unwrap();
@@ -178,7 +204,7 @@ fn json_logs_and_second_instance_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path(), &[("LOG_FORMAT", "json")]);
     let mut second = invigil(dir.path())
-        .env("PORT", free_port().to_string())
+        .env("PORT", "0")
         .env("HTTP_PORT", "off")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
@@ -189,13 +215,19 @@ fn json_logs_and_second_instance_refused() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("DATA_DIR") && stderr.contains("already using"), "{stderr}");
+    assert!(
+        stderr.contains("DATA_DIR") && stderr.contains("already using"),
+        "{stderr}"
+    );
     let json_lines = stderr
         .lines()
         .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
         .count();
     assert!(json_lines >= 1, "JSON log lines expected:\n{stderr}");
     sigterm(&server.child);
-    assert_eq!(wait_exit(&mut server.child, Duration::from_secs(5)), Some(0));
+    assert_eq!(
+        wait_exit(&mut server.child, Duration::from_secs(5)),
+        Some(0)
+    );
     let _ = std::io::stderr().flush();
 }

@@ -3,8 +3,8 @@
 
 use crate::harness::{Daemon, error_code};
 use axum::routing::get;
-use std::time::{Duration, Instant};
 use rustls_pki_types::pem::PemObject;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -28,7 +28,8 @@ async fn front_page_metrics_and_json_errors() {
     let text = page.text().await.unwrap();
     assert!(text.contains(invigil::VERSION) && text.contains("chief"));
 
-    let (status, code, _) = error_code(d.client.get(d.url("/api/v1/nothing")).send().await.unwrap()).await;
+    let (status, code, _) =
+        error_code(d.client.get(d.url("/api/v1/nothing")).send().await.unwrap()).await;
     assert_eq!((status, code.as_str()), (404, "not_found"));
     let (status, code, _) = error_code(d.client.delete(d.url("/ping")).send().await.unwrap()).await;
     assert_eq!((status, code.as_str()), (405, "method_not_allowed"));
@@ -36,7 +37,10 @@ async fn front_page_metrics_and_json_errors() {
     let metrics = d.client.get(d.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
-    assert!(text.contains("invigil_http_requests_total{method=\"GET\",status=\"200\"}"), "{text}");
+    assert!(
+        text.contains("invigil_http_requests_total{method=\"GET\",status=\"200\"}"),
+        "{text}"
+    );
     assert!(text.contains("status=\"404\""), "{text}");
     d.stop().await;
 }
@@ -45,7 +49,13 @@ async fn front_page_metrics_and_json_errors() {
 async fn bodies_over_upload_limit_get_413_json() {
     let d = Daemon::start(&[("UPLOAD_LIMIT", "1")]).await;
     let body = vec![b'x'; 1024 * 1024 + 1];
-    let r = d.client.post(d.url("/api/v1/anything")).body(body).send().await.unwrap();
+    let r = d
+        .client
+        .post(d.url("/api/v1/anything"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let (status, code, message) = error_code(r).await;
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
     assert!(message.contains("UPLOAD_LIMIT (1 MiB)"), "{message}");
@@ -69,7 +79,11 @@ async fn http_port_redirects_to_https() {
     assert_eq!(r.status(), 308);
     assert_eq!(
         r.headers()["location"],
-        format!("https://localhost:{}/some/path?x=1&y=2", d.running.https_addr.port()).as_str()
+        format!(
+            "https://localhost:{}/some/path?x=1&y=2",
+            d.running.https_addr.port()
+        )
+        .as_str()
     );
     d.stop().await;
 }
@@ -85,11 +99,15 @@ fn peer_certificate(r: &reqwest::Response) -> Vec<u8> {
 #[tokio::test]
 async fn certificate_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start_in(dir.path(), &[], axum::Router::new()).await.unwrap();
+    let d = Daemon::start_in(dir.path(), &[], axum::Router::new())
+        .await
+        .unwrap();
     let first = peer_certificate(&d.client.get(d.url("/ping")).send().await.unwrap());
     let first_pem = crate::harness::self_signed_pem(dir.path());
     d.stop().await;
-    let d = Daemon::start_in(dir.path(), &[], axum::Router::new()).await.unwrap();
+    let d = Daemon::start_in(dir.path(), &[], axum::Router::new())
+        .await
+        .unwrap();
     assert_eq!(first_pem, crate::harness::self_signed_pem(dir.path()));
     // A client that trusts only the first certificate still connects.
     let old_trust = reqwest::Client::builder()
@@ -107,13 +125,18 @@ async fn certificate_survives_restart() {
 #[tokio::test]
 async fn second_daemon_on_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start_in(dir.path(), &[], axum::Router::new()).await.unwrap();
+    let d = Daemon::start_in(dir.path(), &[], axum::Router::new())
+        .await
+        .unwrap();
     let err = Daemon::start_in(dir.path(), &[], axum::Router::new())
         .await
         .err()
         .expect("refused");
     let text = err.to_string();
-    assert!(text.contains("DATA_DIR") && text.contains("already using"), "{text}");
+    assert!(
+        text.contains("DATA_DIR") && text.contains("already using"),
+        "{text}"
+    );
     d.stop().await;
 }
 
@@ -127,7 +150,10 @@ async fn port_in_use_is_a_config_error_naming_the_port() {
         .err()
         .expect("refused");
     let text = err.to_string();
-    assert!(text.contains("PORT:") && text.contains("already in use"), "{text}");
+    assert!(
+        text.contains("PORT:") && text.contains("already in use"),
+        "{text}"
+    );
     // Nothing half-started: the database was not even created.
     assert!(!dir.path().join("invigil.redb").exists());
 }
@@ -136,7 +162,9 @@ async fn port_in_use_is_a_config_error_naming_the_port() {
 async fn silent_connections_are_closed_after_http_timeout() {
     let d = Daemon::start(&[("HTTP_TIMEOUT", "1")]).await;
     // A client that connects and never starts TLS.
-    let mut tcp = tokio::net::TcpStream::connect(d.running.https_addr).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(d.running.https_addr)
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 16];
     let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
@@ -157,10 +185,14 @@ async fn silent_connections_are_closed_after_http_timeout() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(d.running.https_addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(d.running.https_addr)
+        .await
+        .unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
-    tls.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    tls.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "a stalled request is cut off by HTTP_TIMEOUT");

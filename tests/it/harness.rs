@@ -34,7 +34,9 @@ fn base_vars(data_dir: &Path) -> Vec<(String, String)> {
 pub fn config(data_dir: &Path, vars: &[(&str, &str)]) -> Config {
     let mut all = base_vars(data_dir);
     all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::load(None, all).expect("test configuration is valid").config
+    Config::load(None, all)
+        .expect("test configuration is valid")
+        .config
 }
 
 impl Daemon {
@@ -92,15 +94,6 @@ pub fn client_for(data_dir: &Path, addr: SocketAddr) -> reqwest::Client {
         .tls_info(true)
         .build()
         .expect("client")
-}
-
-/// A free loopback port (bound then released) for processes that need a
-/// number up front.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Reads a JSON error body and checks its shape.
