@@ -1,7 +1,7 @@
 //! invigil: self-hosted online exam proctoring in one process.
 //!
 //! Modules depend only "downwards" in this order: `config`, `store`, `objects`,
-//! `tls`, `auth`, `web`, `app`, `cli`. No HTTP types below `web`; no redb or
+//! `tls`, `auth`, `recognize`, `web`, `app`, `cli`. No HTTP types below `web`; no redb or
 //! object_store types outside `store` and `objects`.
 
 pub mod app;
@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod objects;
+pub mod recognize;
 pub mod store;
 pub mod tls;
 pub mod web;

@@ -2,6 +2,7 @@
 //! (0 ok, 1 failure while running, 2 bad configuration or usage).
 
 mod banner;
+mod recognize;
 
 use crate::config::{Config, Loaded, LogFormat};
 use crate::{VERSION, app};
@@ -34,6 +35,35 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// List the faces in one image, or compare the main faces of two.
+    Recognize {
+        /// One image (list faces) or two (same person?).
+        #[arg(required = true, num_args = 1..=2, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Print JSON (`{"faces":[…]}` or the verification answer).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure performance.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Detect + align + embed per 640×480 frame built from the given photos.
+    Recognize {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Frames to time.
+        #[arg(long, default_value_t = 200)]
+        frames: usize,
+        /// Worker threads for the throughput run (default: THREADS or the CPUs).
+        #[arg(long, env = "THREADS")]
+        threads: Option<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +78,10 @@ enum AuditCommand {
 }
 
 const EXIT_BAD_CONFIG: u8 = 2;
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// Entry point of the `invigil` binary.
 pub fn main() -> ExitCode {
@@ -66,6 +100,15 @@ pub fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { host },
         } => audit_verify(cli.env_file, host),
+        Command::Recognize { files, json } => recognize::run(&files, json),
+        Command::Bench {
+            command:
+                BenchCommand::Recognize {
+                    files,
+                    frames,
+                    threads,
+                },
+        } => recognize::bench(&files, frames, threads.unwrap_or_else(cpus)),
     }
 }
 
