@@ -68,8 +68,8 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
         });
     }
     if is_jpeg && !jpeg_is_complete(bytes) {
-        // The JPEG decoder fills missing scans with grey rather than failing, so
-        // a cut-off upload would otherwise pass as a (wrong) picture.
+        // JPEG decoders tend to fill missing scans with grey rather than fail,
+        // so a cut-off upload could pass as a (wrong) picture.
         return Err(RecognizeError::Corrupt(
             "JPEG data is truncated (no end-of-image marker)".into(),
         ));

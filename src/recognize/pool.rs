@@ -99,3 +99,45 @@ impl Pool {
         self.pool.install(|| job(&self.recognizer))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_full_pool_refuses_work_and_recovers() {
+        let recognizer = Arc::new(Recognizer::embedded().expect("models"));
+        let pool = Pool::new(recognizer, 1, 1).expect("pool");
+        let (release, wait) = mpsc::channel::<()>();
+        let first = pool
+            .submit(move |_| {
+                wait.recv().map_err(|e| RecognizeError::Model {
+                    model: "test",
+                    message: e.to_string(),
+                })
+            })
+            .expect("first job is accepted");
+        assert_eq!(pool.in_flight(), 1);
+        match pool.submit(|_| Ok(())) {
+            Err(RecognizeError::Busy { queued, limit }) => assert_eq!((queued, limit), (1, 1)),
+            Err(other) => panic!("expected Busy, got {other}"),
+            Ok(_) => panic!("a full pool accepted a job"),
+        }
+        assert!(matches!(pool.run(|_| Ok(())), Err(RecognizeError::Busy { .. })));
+        release.send(()).expect("release the first job");
+        first
+            .blocking_recv()
+            .expect("result delivered")
+            .expect("first job ok");
+        // The slot is given back when the job ends.
+        while pool.in_flight() > 0 {
+            std::thread::yield_now();
+        }
+        let frame = image::RgbImage::from_pixel(320, 240, image::Rgb([100, 100, 100]));
+        let presence = pool
+            .run(move |r| r.presence(&frame))
+            .expect("pool accepts work again");
+        assert!(presence.no_face);
+    }
+}
