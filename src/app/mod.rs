@@ -44,6 +44,8 @@ pub enum AppError {
     Auth(#[from] crate::auth::AuthError),
     #[error("cannot keep the session key: {0}")]
     Secrets(String),
+    #[error("cannot stop overdue sessions: {0}")]
+    Proctoring(#[from] crate::proctoring::ProctoringError),
 }
 
 /// A started instance.
@@ -164,6 +166,17 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             serve::serve_redirect(http, https_addr.port(), limits, signal.requested()),
         );
     }
+    // Deadlines that passed while the daemon was down are honoured before
+    // anything else is served.
+    let overdue = crate::proctoring::sessions::stop_due(store.as_ref(), crate::auth::now_secs())?;
+    if !overdue.is_empty() {
+        tracing::info!(
+            count = overdue.len(),
+            "stopped sessions whose end passed while invigil was down"
+        );
+    }
+    let signal = tasks.shutdown_signal();
+    tasks.spawn("session-timer", session_timer(store.clone(), signal));
     let sweep_store = store.clone();
     let signal = tasks.shutdown_signal();
     tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
@@ -190,6 +203,45 @@ impl Running {
         }
         drop(self.store);
         tracing::info!("stopped");
+    }
+}
+
+/// Stops sessions when their deadline or duration limit is reached. The
+/// timer index lives in the store, so it survives restarts; this task only
+/// wakes up when the next end time comes (or every few seconds, to pick up
+/// sessions started since).
+async fn session_timer(store: Arc<dyn Store>, signal: tasks::Shutdown) {
+    use crate::proctoring::sessions;
+    let stop = signal.requested();
+    tokio::pin!(stop);
+    loop {
+        let now = crate::auth::now_secs();
+        let s = store.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            let stopped = sessions::stop_due(s.as_ref(), now)?;
+            Ok::<_, crate::proctoring::ProctoringError>((
+                stopped.len(),
+                sessions::next_due(s.as_ref())?,
+            ))
+        })
+        .await;
+        let wait = match next {
+            Ok(Ok((n, next))) => {
+                if n > 0 {
+                    tracing::info!(count = n, "sessions stopped at their deadline");
+                }
+                next.map_or(5, |at| at.saturating_sub(now).clamp(1, 5))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("session timer: {e}");
+                5
+            }
+            Err(_) => 5,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = &mut stop => return,
+        }
     }
 }
 

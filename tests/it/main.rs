@@ -5,3 +5,4 @@ mod blackbox;
 mod daemon;
 mod harness;
 mod objects;
+mod sessions;

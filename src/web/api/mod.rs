@@ -6,6 +6,7 @@
 mod accounts;
 mod admin;
 mod manager;
+mod sessions;
 
 use super::error::ApiError;
 use super::{PeerAddr, WebState};
@@ -32,6 +33,8 @@ pub enum Access {
     HostAdmin,
     /// The manager only, on MANAGER_HOST (and instance API keys).
     Manager,
+    /// Proctors, administrators, the manager and the host's API keys.
+    Staff,
 }
 
 /// One API route.
@@ -61,6 +64,7 @@ pub fn routes() -> Vec<Route> {
     let mut all = accounts::routes();
     all.extend(admin::routes());
     all.extend(manager::routes());
+    all.extend(sessions::routes());
     all
 }
 
@@ -245,6 +249,7 @@ fn authorize(state: &WebState, access: Access, request: &Request) -> Result<Ctx,
         Access::Public | Access::Signed => true,
         Access::HostAdmin => matches!(principal.role(), Role::Administrator | Role::Manager),
         Access::Manager => principal.role() == Role::Manager,
+        Access::Staff => principal.role() != Role::Student,
     };
     if allowed {
         Ok(ctx)
