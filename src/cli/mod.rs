@@ -29,6 +29,33 @@ enum Command {
     CheckConfig,
     /// Print the version.
     Version,
+    /// The exam centre's own certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create the CA in DATA_DIR/ca, limited to the given names and networks.
+    Init {
+        /// DNS name the CA may vouch for, with its subdomains (repeatable;
+        /// default DOMAIN_NAME).
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// IP address or CIDR network the CA may vouch for (repeatable;
+        /// default HOST when it is a specific address).
+        #[arg(long = "ip", value_name = "CIDR")]
+        networks: Vec<String>,
+        /// Replace an existing CA (exam PCs must then trust the new root).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the root certificate for installing on exam PCs.
+    Export {
+        /// DER instead of PEM (Windows and ChromeOS import either).
+        #[arg(long)]
+        der: bool,
+    },
 }
 
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -47,6 +74,7 @@ pub fn main() -> ExitCode {
         }
         Command::CheckConfig => check_config(cli.env_file),
         Command::Serve => serve(cli.env_file),
+        Command::Ca(command) => ca(cli.env_file, command),
     }
 }
 
@@ -83,6 +111,81 @@ fn check_config(env_file: Option<PathBuf>) -> ExitCode {
             eprintln!("error: {p}");
         }
         ExitCode::from(EXIT_BAD_CONFIG)
+    }
+}
+
+fn ca(env_file: Option<PathBuf>, command: CaCommand) -> ExitCode {
+    use crate::tls::local_ca;
+    let loaded = match load(env_file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let config = loaded.config;
+    match command {
+        CaCommand::Init {
+            mut names,
+            networks,
+            force,
+        } => {
+            if names.is_empty() {
+                names.extend(config.domain_name.clone());
+            }
+            let mut nets = Vec::new();
+            for raw in &networks {
+                match raw
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                {
+                    Ok(net) => nets.push(net.trunc()),
+                    Err(_) => {
+                        eprintln!("invigil: --ip {raw:?} is not an IP address or CIDR network");
+                        return ExitCode::from(EXIT_BAD_CONFIG);
+                    }
+                }
+            }
+            if networks.is_empty() && !config.host.is_unspecified() {
+                nets.push(ipnet::IpNet::from(config.host));
+            }
+            if let Err(e) = app::datadir::prepare(&config.data_dir) {
+                eprintln!("invigil: DATA_DIR: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            match local_ca::init(&config.data_dir, &names, &nets, force) {
+                Ok(ca) => {
+                    let (dns, ips) = ca.scope();
+                    let scope: Vec<String> =
+                        dns.into_iter().chain(ips.iter().map(|n| n.to_string())).collect();
+                    println!(
+                        "local CA created in {} for {}",
+                        local_ca::ca_dir(&config.data_dir).display(),
+                        scope.join(", ")
+                    );
+                    println!("install its root on exam PCs: invigil ca export > invigil-root.crt");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("invigil: ca init: {e}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            }
+        }
+        CaCommand::Export { der } => match local_ca::export(&config.data_dir, der) {
+            Ok(bytes) => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                match out.write_all(&bytes).and_then(|()| out.flush()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("invigil: cannot write the root: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("invigil: ca export: {e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
     }
 }
 
@@ -129,7 +232,7 @@ fn serve(env_file: Option<PathBuf>) -> ExitCode {
 async fn run(config: Config) -> ExitCode {
     // Handlers go in before anything is announced, so a SIGTERM that arrives
     // right after READY still shuts down cleanly instead of killing the process.
-    let signals = match Signals::install() {
+    let mut signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("invigil: cannot install signal handlers: {e}");
@@ -160,7 +263,15 @@ async fn run(config: Config) -> ExitCode {
         tls_mode: running.tls_mode,
     });
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let signal = signals.wait().await;
+    let signal = loop {
+        match signals.wait().await {
+            "SIGHUP" => {
+                tracing::info!("SIGHUP received; reloading the certificate");
+                running.reload_certificates();
+            }
+            stop => break stop,
+        }
+    };
     tracing::info!("{signal} received; shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     running.stop().await;
@@ -170,6 +281,7 @@ async fn run(config: Config) -> ExitCode {
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -178,13 +290,15 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn wait(mut self) -> &'static str {
+    async fn wait(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
 }
