@@ -10,23 +10,24 @@ pub mod tasks;
 
 use crate::VERSION;
 use crate::auth::manager::{self, Bootstrap};
+use crate::auth::{Accounts, Policy};
 use crate::config::Config;
 use crate::config::{ConfigError, ConfigErrors, Secret};
 use crate::objects::Objects;
 use crate::store::Store;
+use crate::tls::acme::{Acme, Http01Tokens};
+use crate::tls::reload::Reloader;
+use crate::tls::{CertResolver, TlsMetrics};
 use crate::web::assets::{Assets, PageValues};
+use crate::web::forwarded::TrustedProxies;
 use crate::web::metrics::Metrics;
 use crate::web::serve::{self, ConnLimits};
 use crate::web::{self, WebState};
 use axum::Router;
+use preflight::Renewal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use crate::tls::acme::{Acme, Http01Tokens};
-use crate::tls::reload::Reloader;
-use crate::tls::{CertResolver, TlsMetrics};
-use crate::web::forwarded::TrustedProxies;
-use preflight::Renewal;
 use tasks::Tasks;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -73,10 +74,17 @@ pub struct Running {
 pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Running, AppError> {
     let checked = preflight::run(&config).map_err(AppError::Preflight)?;
     let session_key = secrets::session_key(&config).map_err(AppError::Secrets)?;
-    tracing::debug!(bytes = session_key.len(), "session key ready");
     // Bind before opening the store so that a port in use is reported as a
     // configuration error and nothing is half-started.
     let (https, http) = bind(&config).await.map_err(AppError::Preflight)?;
+    let mut config = config;
+    if config.port == 0
+        && let (Ok(addr), Some(default)) =
+            (https.local_addr(), config.manager_host.strip_suffix(":0"))
+    {
+        // PORT=0 picks a free port; the default MANAGER_HOST follows it.
+        config.manager_host = format!("{default}:{}", addr.port());
+    }
 
     let db_path = config.data_dir.join("invigil.redb");
     let store = crate::store::open(&db_path, crate::store::MIGRATIONS)?;
@@ -84,6 +92,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         Some(uri) => Objects::from_minio_uri(uri.expose())?,
         None => Objects::local(config.data_dir.join("objects"))?,
     };
+    crate::auth::hosts::ensure_default(store.as_ref(), &config.manager_host)?;
     let generated = match manager::ensure(
         store.as_ref(),
         &config.manager_username,
@@ -113,6 +122,11 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             },
         ),
         upload_limit_bytes: config.upload_limit_bytes,
+        accounts: Arc::new(Accounts::new(
+            store.clone(),
+            Policy::from_config(&config),
+            session_key,
+        )),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {
@@ -130,7 +144,8 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     let signal = tasks.shutdown_signal();
     match &checked.resolver {
         Some(resolver) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(resolver.clone()));
+            let acceptor =
+                tokio_rustls::TlsAcceptor::from(crate::tls::server_config(resolver.clone()));
             tasks.spawn(
                 "https",
                 serve::serve_https(https, acceptor, router, limits, proxies, signal.requested()),
@@ -167,6 +182,9 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             reload.clone(),
         );
     }
+    let sweep_store = store.clone();
+    let signal = tasks.shutdown_signal();
+    tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,
@@ -236,6 +254,31 @@ impl Running {
         }
         drop(self.store);
         tracing::info!("stopped");
+    }
+}
+
+/// Removes expired sign-in sessions now and then, so the table does not grow
+/// with every visit that never signed out.
+async fn sweep_sessions(store: Arc<dyn Store>, signal: tasks::Shutdown) {
+    let stop = signal.requested();
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let store = store.clone();
+                let swept = tokio::task::spawn_blocking(move || {
+                    crate::auth::sessions::sweep(store.as_ref(), crate::auth::now_secs())
+                })
+                .await;
+                match swept {
+                    Ok(Ok(n)) if n > 0 => tracing::debug!(expired = n, "sign-in sessions swept"),
+                    Ok(Err(e)) => tracing::warn!("sweeping sign-in sessions failed: {e}"),
+                    _ => {}
+                }
+            }
+            () = &mut stop => return,
+        }
     }
 }
 

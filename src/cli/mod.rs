@@ -2,6 +2,7 @@
 //! (0 ok, 1 failure while running, 2 bad configuration or usage).
 
 mod banner;
+mod ca;
 
 use crate::config::{Config, Loaded, LogFormat};
 use crate::{VERSION, app};
@@ -29,36 +30,28 @@ enum Command {
     CheckConfig,
     /// Print the version.
     Version,
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The exam centre's own certificate authority.
     #[command(subcommand)]
-    Ca(CaCommand),
+    Ca(ca::CaCommand),
 }
 
 #[derive(Debug, Subcommand)]
-enum CaCommand {
-    /// Create the CA in DATA_DIR/ca, limited to the given names and networks.
-    Init {
-        /// DNS name the CA may vouch for, with its subdomains (repeatable;
-        /// default DOMAIN_NAME).
-        #[arg(long = "name", value_name = "NAME")]
-        names: Vec<String>,
-        /// IP address or CIDR network the CA may vouch for (repeatable;
-        /// default HOST when it is a specific address).
-        #[arg(long = "ip", value_name = "CIDR")]
-        networks: Vec<String>,
-        /// Replace an existing CA (exam PCs must then trust the new root).
+enum AuditCommand {
+    /// Check the audit chains offline from DATA_DIR (the server must be
+    /// stopped); exits 1 naming the first bad entry.
+    Verify {
+        /// Only this host's chain (its id), or `instance`.
         #[arg(long)]
-        force: bool,
-    },
-    /// Print the root certificate for installing on exam PCs.
-    Export {
-        /// DER instead of PEM (Windows and ChromeOS import either).
-        #[arg(long)]
-        der: bool,
+        host: Option<String>,
     },
 }
 
-const EXIT_BAD_CONFIG: u8 = 2;
+pub(super) const EXIT_BAD_CONFIG: u8 = 2;
 
 /// Entry point of the `invigil` binary.
 pub fn main() -> ExitCode {
@@ -74,7 +67,10 @@ pub fn main() -> ExitCode {
         }
         Command::CheckConfig => check_config(cli.env_file),
         Command::Serve => serve(cli.env_file),
-        Command::Ca(command) => ca(cli.env_file, command),
+        Command::Audit {
+            command: AuditCommand::Verify { host },
+        } => audit_verify(cli.env_file, host),
+        Command::Ca(command) => ca::ca(cli.env_file, command),
     }
 }
 
@@ -114,78 +110,46 @@ fn check_config(env_file: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn ca(env_file: Option<PathBuf>, command: CaCommand) -> ExitCode {
-    use crate::tls::local_ca;
+fn audit_verify(env_file: Option<PathBuf>, only: Option<String>) -> ExitCode {
+    use crate::auth::audit;
     let loaded = match load(env_file) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let config = loaded.config;
-    match command {
-        CaCommand::Init {
-            mut names,
-            networks,
-            force,
-        } => {
-            if names.is_empty() {
-                names.extend(config.domain_name.clone());
-            }
-            let mut nets = Vec::new();
-            for raw in &networks {
-                match raw
-                    .parse::<ipnet::IpNet>()
-                    .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                {
-                    Ok(net) => nets.push(net.trunc()),
-                    Err(_) => {
-                        eprintln!("invigil: --ip {raw:?} is not an IP address or CIDR network");
-                        return ExitCode::from(EXIT_BAD_CONFIG);
-                    }
-                }
-            }
-            if networks.is_empty() && !config.host.is_unspecified() {
-                nets.push(ipnet::IpNet::from(config.host));
-            }
-            if let Err(e) = app::datadir::prepare(&config.data_dir) {
-                eprintln!("invigil: DATA_DIR: {e}");
-                return ExitCode::from(EXIT_BAD_CONFIG);
-            }
-            match local_ca::init(&config.data_dir, &names, &nets, force) {
-                Ok(ca) => {
-                    let (dns, ips) = ca.scope();
-                    let scope: Vec<String> =
-                        dns.into_iter().chain(ips.iter().map(|n| n.to_string())).collect();
-                    println!(
-                        "local CA created in {} for {}",
-                        local_ca::ca_dir(&config.data_dir).display(),
-                        scope.join(", ")
-                    );
-                    println!("install its root on exam PCs: invigil ca export > invigil-root.crt");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("invigil: ca init: {e}");
-                    ExitCode::from(EXIT_BAD_CONFIG)
-                }
+    let path = loaded.config.data_dir.join("invigil.redb");
+    if !path.exists() {
+        eprintln!("invigil: no database at {}", path.display());
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    let store = match crate::store::open(&path, crate::store::MIGRATIONS) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("invigil: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let scopes = match (only, audit::scopes(store.as_ref())) {
+        (Some(h), _) => vec![h],
+        (None, Ok(all)) => all,
+        (None, Err(e)) => {
+            eprintln!("invigil: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut bad = false;
+    for scope in scopes {
+        match audit::verify(store.as_ref(), &scope) {
+            Ok(n) => println!("{scope}: {n} entries, chain intact"),
+            Err(e) => {
+                println!("{scope}: BROKEN: {e}");
+                bad = true;
             }
         }
-        CaCommand::Export { der } => match local_ca::export(&config.data_dir, der) {
-            Ok(bytes) => {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                match out.write_all(&bytes).and_then(|()| out.flush()) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("invigil: cannot write the root: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("invigil: ca export: {e}");
-                ExitCode::from(EXIT_BAD_CONFIG)
-            }
-        },
+    }
+    if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -413,7 +413,10 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         ),
     }
     let acme_ca_root = c.opt_string("ACME_CA_ROOT");
-    let acme_challenge = match c.raw("ACME_CHALLENGE").map(|v| v.trim().to_ascii_lowercase()) {
+    let acme_challenge = match c
+        .raw("ACME_CHALLENGE")
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
         None if http_port.is_none() => AcmeChallenge::TlsAlpn01,
         None => AcmeChallenge::Http01,
         Some(v) if v == "http-01" => {

@@ -92,7 +92,14 @@ pub struct AcmeSettings {
 /// outside the reserved and local-only suffixes.
 pub fn is_public_name(name: &str) -> bool {
     const LOCAL: [&str; 9] = [
-        ".local", ".lan", ".home", ".internal", ".localhost", ".test", ".example", ".invalid",
+        ".local",
+        ".lan",
+        ".home",
+        ".internal",
+        ".localhost",
+        ".test",
+        ".example",
+        ".invalid",
         ".home.arpa",
     ];
     let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -163,7 +170,10 @@ impl Acme {
     }
 
     fn served(&self) -> Option<CertificateDer<'static>> {
-        self.served.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Obtains and renews until `shutdown` resolves.
@@ -234,7 +244,9 @@ impl Acme {
         if let Some(suggested) = self.ari_time(&der).await {
             due = due.min(suggested);
         }
-        due.duration_since(now).unwrap_or(Duration::ZERO).min(RECHECK)
+        due.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(RECHECK)
     }
 
     /// A moment inside the CA's suggested renewal window, when it has one.
@@ -267,7 +279,8 @@ impl Acme {
         let saved: Option<SavedAccount> = read_if_exists(&path)?
             .and_then(|json| serde_json::from_str(&json).ok())
             .filter(|s: &SavedAccount| s.directory == self.settings.directory);
-        let builder = || Ok::<_, TlsError>(Account::builder_with_http(http_client(&self.settings)?));
+        let builder =
+            || Ok::<_, TlsError>(Account::builder_with_http(http_client(&self.settings)?));
         let account = match saved {
             Some(saved) => builder()?
                 .from_credentials(saved.credentials)
@@ -334,7 +347,9 @@ impl Acme {
                 }
             }
             let mut challenge = authz.challenge(wanted.clone()).ok_or_else(|| {
-                TlsError::Acme(format!("the CA offers no {wanted:?} challenge for {domain}"))
+                TlsError::Acme(format!(
+                    "the CA offers no {wanted:?} challenge for {domain}"
+                ))
             })?;
             let key_auth = challenge.key_authorization();
             match wanted {

@@ -96,7 +96,10 @@ pub fn init(
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    let label = dns.first().cloned().unwrap_or_else(|| networks[0].to_string());
+    let label = dns
+        .first()
+        .cloned()
+        .unwrap_or_else(|| networks[0].to_string());
     dn.push(DnType::CommonName, format!("invigil local CA ({label})"));
     dn.push(DnType::OrganizationName, "invigil exam centre");
     params.distinguished_name = dn;
@@ -112,7 +115,11 @@ pub fn init(
     params.name_constraints = Some(constraints(&dns, networks));
     let cert = params.self_signed(&key).map_err(gen_err)?;
     std::fs::create_dir_all(&dir).map_err(|e| super::self_signed::io_error(&dir, e))?;
-    write_pair(&dir, (ROOT_CERT, &cert.pem()), (ROOT_KEY, &key.serialize_pem()))?;
+    write_pair(
+        &dir,
+        (ROOT_CERT, &cert.pem()),
+        (ROOT_KEY, &key.serialize_pem()),
+    )?;
     // A new root invalidates the server certificate issued by the old one.
     let _ = std::fs::remove_file(data_dir.join("tls").join(SERVER_CERT));
     load(data_dir)
@@ -126,15 +133,17 @@ fn constraints(dns: &[String], networks: &[IpNet]) -> NameConstraints {
         .iter()
         .map(|n| GeneralSubtree::DnsName(n.clone()))
         .collect();
-    permitted.extend(
-        networks
-            .iter()
-            .map(|n| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(n.addr(), n.prefix_len()))),
-    );
+    permitted.extend(networks.iter().map(|n| {
+        GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(n.addr(), n.prefix_len()))
+    }));
     let mut excluded = Vec::new();
     if networks.is_empty() {
-        excluded.push(GeneralSubtree::IpAddress(CidrSubnet::from_v4_prefix([0; 4], 0)));
-        excluded.push(GeneralSubtree::IpAddress(CidrSubnet::from_v6_prefix([0; 16], 0)));
+        excluded.push(GeneralSubtree::IpAddress(CidrSubnet::from_v4_prefix(
+            [0; 4], 0,
+        )));
+        excluded.push(GeneralSubtree::IpAddress(CidrSubnet::from_v6_prefix(
+            [0; 16], 0,
+        )));
     }
     if dns.is_empty() {
         // An empty DNS subtree covers every name (RFC 5280 §4.2.1.10).
@@ -184,7 +193,9 @@ fn permitted(root: &CertificateDer<'_>) -> Result<(Vec<String>, Vec<IpNet>), Tls
     if let Ok(Some(nc)) = cert.name_constraints() {
         for subtree in nc.value.permitted_subtrees.iter().flatten() {
             match &subtree.base {
-                x509_parser::extensions::GeneralName::DNSName(n) => dns.push(n.to_ascii_lowercase()),
+                x509_parser::extensions::GeneralName::DNSName(n) => {
+                    dns.push(n.to_ascii_lowercase())
+                }
                 x509_parser::extensions::GeneralName::IPAddress(bytes) => {
                     if let Some(net) = net_from_bytes(bytes) {
                         ips.push(net);
@@ -200,8 +211,14 @@ fn permitted(root: &CertificateDer<'_>) -> Result<(Vec<String>, Vec<IpNet>), Tls
 /// Address followed by mask, as name constraints encode a network.
 fn net_from_bytes(bytes: &[u8]) -> Option<IpNet> {
     let (addr, mask): (IpAddr, &[u8]) = match bytes.len() {
-        8 => (IpAddr::from(<[u8; 4]>::try_from(&bytes[..4]).ok()?), &bytes[4..]),
-        32 => (IpAddr::from(<[u8; 16]>::try_from(&bytes[..16]).ok()?), &bytes[16..]),
+        8 => (
+            IpAddr::from(<[u8; 4]>::try_from(&bytes[..4]).ok()?),
+            &bytes[4..],
+        ),
+        32 => (
+            IpAddr::from(<[u8; 16]>::try_from(&bytes[..16]).ok()?),
+            &bytes[16..],
+        ),
         _ => return None,
     };
     let prefix = mask.iter().map(|b| b.count_ones()).sum::<u32>();
@@ -247,7 +264,10 @@ impl LocalCa {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names.first().map_or("invigil", String::as_str));
+        dn.push(
+            DnType::CommonName,
+            names.first().map_or("invigil", String::as_str),
+        );
         params.distinguished_name = dn;
         params.subject_alt_names = names
             .iter()
@@ -270,7 +290,12 @@ impl LocalCa {
         let key_pem = key.serialize_pem();
         let chain = vec![cert.der().clone()];
         let private = parse_key("local CA server key", &key_pem)?;
-        let certified = certified_key(chain, private, "local CA server certificate", "local CA server key")?;
+        let certified = certified_key(
+            chain,
+            private,
+            "local CA server certificate",
+            "local CA server key",
+        )?;
         let info = CertInfo::from_der(cert.der(), "local CA server certificate")?;
         Ok((cert_pem, key_pem, certified, info))
     }
@@ -281,7 +306,10 @@ impl LocalCa {
         let names: Vec<String> = wanted.iter().filter(|n| self.permits(n)).cloned().collect();
         if names.is_empty() {
             let (dns, ips) = self.scope();
-            let scope: Vec<String> = dns.into_iter().chain(ips.iter().map(IpNet::to_string)).collect();
+            let scope: Vec<String> = dns
+                .into_iter()
+                .chain(ips.iter().map(IpNet::to_string))
+                .collect();
             return Err(TlsError::Generate(format!(
                 "none of {} is within the local CA's names ({}); set DOMAIN_NAME or HOST to one of them",
                 wanted.join(", "),
@@ -347,7 +375,9 @@ pub async fn run_renewal(
             }
             Err(e) => {
                 metrics.failure(SOURCE);
-                tracing::error!("local CA: cannot renew the server certificate, the current one stays: {e}");
+                tracing::error!(
+                    "local CA: cannot renew the server certificate, the current one stays: {e}"
+                );
             }
         }
     }

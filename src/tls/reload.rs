@@ -189,7 +189,11 @@ mod tests {
 
         // A key from another certificate: refused, the second one stays.
         let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        std::fs::write(dir.path().join("key.pem"), other.signing_key.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.path().join("key.pem"),
+            other.signing_key.serialize_pem(),
+        )
+        .unwrap();
         assert!(matches!(
             reloader.check(false),
             Err(TlsError::KeyMismatch { .. })

@@ -255,7 +255,12 @@ pub(crate) fn write_pair(
 
 /// Temp file (created with `mode`, so a key is never readable by others even
 /// briefly), fsync, rename over the final name.
-pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+pub(crate) fn write_atomic(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    mode: u32,
+) -> Result<(), TlsError> {
     let final_path = dir.join(name);
     let tmp_path = dir.join(format!(
         ".{name}.{}.{:016x}.tmp",

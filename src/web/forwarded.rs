@@ -44,7 +44,10 @@ impl TrustedProxies {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .map(|hop| hop.parse::<IpAddr>().or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip())))
+            .map(|hop| {
+                hop.parse::<IpAddr>()
+                    .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()))
+            })
             .collect::<Result<_, _>>()
             .unwrap_or_default();
         let client = hops
@@ -56,7 +59,13 @@ impl TrustedProxies {
         let proto = headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').next().unwrap_or("").trim().to_ascii_lowercase());
+            .map(|v| {
+                v.split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         let scheme = match proto.as_deref() {
             Some("https") => "https",
             Some("http") => "http",
@@ -89,7 +98,10 @@ mod tests {
 
     #[test]
     fn forwarded_headers_count_only_from_trusted_peers() {
-        let trusted = TrustedProxies(vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()]);
+        let trusted = TrustedProxies(vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ]);
         let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let stranger: SocketAddr = "192.0.2.7:5000".parse().unwrap();
         let h = headers("198.51.100.1, 203.0.113.9, 10.1.1.1", Some("http"));

@@ -5,7 +5,6 @@
 use super::PeerAddr;
 use super::forwarded::TrustedProxies;
 use crate::tls::acme::Http01Tokens;
-use std::sync::Arc;
 use axum::Router;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -15,6 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -167,9 +167,7 @@ pub async fn serve_plain(
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let router = router.clone();
                 let proxies = proxies.clone();
-                async move {
-                    Ok::<_, Infallible>(handle(router, request, peer, &proxies, "http").await)
-                }
+                async move { Ok::<_, Infallible>(handle(router, request, peer, &proxies, "http").await) }
             });
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(tcp), service)

@@ -38,10 +38,9 @@ pub struct Pem {
 
 /// A self-signed certificate for `names`.
 pub fn self_signed(names: &[&str]) -> Pem {
-    let made = rcgen::generate_simple_self_signed(
-        names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-    )
-    .expect("rcgen");
+    let made =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("rcgen");
     Pem {
         cert: made.cert.pem(),
         key: made.signing_key.serialize_pem(),
@@ -108,12 +107,19 @@ pub async fn handshake(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from(name.to_string()).map_err(std::io::Error::other)?;
-    TlsConnector::from(Arc::new(config)).connect(name, tcp).await
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
 }
 
 /// The leaf certificate the server presented.
 pub fn leaf(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
-    stream.get_ref().1.peer_certificates().expect("peer certificates")[0].clone()
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("peer certificates")[0]
+        .clone()
 }
 
 pub fn serial(der: &CertificateDer<'_>) -> String {
@@ -122,7 +128,11 @@ pub fn serial(der: &CertificateDer<'_>) -> String {
 }
 
 /// The leaf served to a new connection.
-pub async fn served(addr: SocketAddr, name: &str, roots: &[CertificateDer<'static>]) -> CertificateDer<'static> {
+pub async fn served(
+    addr: SocketAddr,
+    name: &str,
+    roots: &[CertificateDer<'static>],
+) -> CertificateDer<'static> {
     leaf(&handshake(addr, name, roots).await.expect("handshake"))
 }
 
@@ -137,17 +147,25 @@ pub async fn get(stream: &mut TlsStream<TcpStream>, host: &str, path: &str) -> (
         assert!(n > 0, "connection closed mid-response");
         buf.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&buf).to_string();
-        let Some(end) = text.find("\r\n\r\n") else { continue };
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
         let head = &text[..end];
         let length: usize = head
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
             })
             .expect("content-length");
         if buf.len() >= end + 4 + length {
-            let status = head.split_whitespace().nth(1).expect("status").parse().expect("code");
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .expect("status")
+                .parse()
+                .expect("code");
             let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).to_string();
             return (status, body);
         }
@@ -177,25 +195,38 @@ pub fn client(roots: &[&str], name: &str, addr: SocketAddr) -> reqwest::Client {
         .resolve(name, addr)
         .timeout(Duration::from_secs(10));
     for pem in roots {
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("PEM"));
+        builder = builder
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("PEM"));
     }
     builder.build().expect("client")
 }
 
 async fn metric(client: &reqwest::Client, url: &str, line_prefix: &str) -> u64 {
-    let text = client.get(url).send().await.expect("metrics").text().await.expect("body");
+    let text = client
+        .get(url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
     text.lines()
         .find_map(|l| l.strip_prefix(line_prefix))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
 
-const FILES_FAILURES: &str = "invigil_tls_certificate_updates_total{source=\"files\",result=\"failure\"} ";
+const FILES_FAILURES: &str =
+    "invigil_tls_certificate_updates_total{source=\"files\",result=\"failure\"} ";
 
 #[tokio::test]
 async fn own_certificate_follows_file_changes_and_refuses_broken_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, c) = (self_signed(&["localhost"]), self_signed(&["localhost"]), self_signed(&["localhost"]));
+    let (a, b, c) = (
+        self_signed(&["localhost"]),
+        self_signed(&["localhost"]),
+        self_signed(&["localhost"]),
+    );
     let roots = [a.der.clone(), b.der.clone(), c.der.clone()];
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
@@ -220,9 +251,11 @@ async fn own_certificate_follows_file_changes_and_refuses_broken_ones() {
 
     write_atomic(&key_path, &b.key);
     write_atomic(&cert_path, &b.cert);
-    eventually("b served after the files changed", Duration::from_secs(10), || async {
-        served(addr, "localhost", &roots).await == b.der
-    })
+    eventually(
+        "b served after the files changed",
+        Duration::from_secs(10),
+        || async { served(addr, "localhost", &roots).await == b.der },
+    )
     .await;
     // The connection opened before the change carries on with its certificate.
     let (status, body) = get(&mut before, "localhost", "/ping").await;
@@ -230,7 +263,9 @@ async fn own_certificate_follows_file_changes_and_refuses_broken_ones() {
     assert_eq!(leaf(&before), a.der);
     let ping: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ping["tls"], "files");
-    let b_expires = invigil::tls::CertInfo::from_der(&b.der, "b").unwrap().not_after;
+    let b_expires = invigil::tls::CertInfo::from_der(&b.der, "b")
+        .unwrap()
+        .not_after;
     let shown = time::OffsetDateTime::parse(
         ping["cert_expires"].as_str().expect("cert_expires"),
         &time::format_description::well_known::Rfc3339,
@@ -244,26 +279,32 @@ async fn own_certificate_follows_file_changes_and_refuses_broken_ones() {
 
     // Garbage: refused, b keeps serving, the failure is counted.
     write_atomic(&cert_path, "not a certificate\n");
-    eventually("garbage counted as a failure", Duration::from_secs(10), || async {
-        metric(&metrics, &metrics_url, FILES_FAILURES).await > failures_before
-    })
+    eventually(
+        "garbage counted as a failure",
+        Duration::from_secs(10),
+        || async { metric(&metrics, &metrics_url, FILES_FAILURES).await > failures_before },
+    )
     .await;
     assert_eq!(served(addr, "localhost", &roots).await, b.der);
 
     // c's certificate with b's key: refused, b keeps serving.
     let failures_garbage = metric(&metrics, &metrics_url, FILES_FAILURES).await;
     write_atomic(&cert_path, &c.cert);
-    eventually("mismatched key counted as a failure", Duration::from_secs(10), || async {
-        metric(&metrics, &metrics_url, FILES_FAILURES).await > failures_garbage
-    })
+    eventually(
+        "mismatched key counted as a failure",
+        Duration::from_secs(10),
+        || async { metric(&metrics, &metrics_url, FILES_FAILURES).await > failures_garbage },
+    )
     .await;
     assert_eq!(served(addr, "localhost", &roots).await, b.der);
 
     // The matching key completes c, which is then served.
     write_atomic(&key_path, &c.key);
-    eventually("c served once its key arrived", Duration::from_secs(10), || async {
-        served(addr, "localhost", &roots).await == c.der
-    })
+    eventually(
+        "c served once its key arrived",
+        Duration::from_secs(10),
+        || async { served(addr, "localhost", &roots).await == c.der },
+    )
     .await;
     d.stop().await;
 }
@@ -305,49 +346,83 @@ async fn own_certificate_is_swapped_on_sighup() {
     .await;
 
     // A broken file on SIGHUP: refused with an error in the log, b stays.
-    write_atomic(&key_path, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    write_atomic(
+        &key_path,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    );
     hup();
     let log = data.with_extension("log");
     eventually("the refusal is logged", Duration::from_secs(5), || async {
-        std::fs::read_to_string(&log).unwrap_or_default().contains("certificate not reloaded")
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("certificate not reloaded")
     })
     .await;
     assert_eq!(served(addr, "localhost", &roots).await, b.der);
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("SSL_KEY"), "the error names the variable:\n{text}");
+    assert!(
+        text.contains("SSL_KEY"),
+        "the error names the variable:\n{text}"
+    );
     assert!(!text.contains("AAAA"), "key material never logged");
 
     sigterm(&server.child);
-    assert_eq!(wait_exit(&mut server.child, Duration::from_secs(5)), Some(0));
+    assert_eq!(
+        wait_exit(&mut server.child, Duration::from_secs(5)),
+        Some(0)
+    );
 }
 
 #[tokio::test]
 async fn local_ca_root_is_trusted_only_within_its_names() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let run = |args: &[&str]| {
-        invigil(&data)
-            .args(args)
-            .output()
-            .expect("run invigil")
-    };
-    let out = run(&["ca", "init", "--name", "invigil.test", "--ip", "127.0.0.0/8"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = |args: &[&str]| invigil(&data).args(args).output().expect("run invigil");
+    let out = run(&[
+        "ca",
+        "init",
+        "--name",
+        "invigil.test",
+        "--ip",
+        "127.0.0.0/8",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let again = run(&["ca", "init", "--name", "invigil.test"]);
-    assert_eq!(again.status.code(), Some(2), "an existing CA is not replaced silently");
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing CA is not replaced silently"
+    );
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     let pem = String::from_utf8(run(&["ca", "export"]).stdout).unwrap();
     let der = run(&["ca", "export", "--der"]).stdout;
-    let root = invigil::tls::files::parse_certs("root", &pem).unwrap().remove(0);
-    assert_eq!(root.as_ref(), &der[..], "PEM and DER exports are the same root");
+    let root = invigil::tls::files::parse_certs("root", &pem)
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        root.as_ref(),
+        &der[..],
+        "PEM and DER exports are the same root"
+    );
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(data.join("ca/root.key")).unwrap().permissions(),
+        &std::fs::metadata(data.join("ca/root.key"))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
 
-    let d = Daemon::start_in(&data, &[("DOMAIN_NAME", "invigil.test")], axum::Router::new())
-        .await
-        .expect("daemon starts");
+    let d = Daemon::start_in(
+        &data,
+        &[("DOMAIN_NAME", "invigil.test")],
+        axum::Router::new(),
+    )
+    .await
+    .expect("daemon starts");
     let addr = d.running.https_addr;
     let by_name = client(&[&pem], "invigil.test", addr);
     let ping: serde_json::Value = by_name
@@ -375,7 +450,9 @@ async fn local_ca_root_is_trusted_only_within_its_names() {
     // refused by the client; one inside them is accepted.
     let ca = invigil::tls::local_ca::load(&data).unwrap();
     for (name, accepted) in [("www.invigil.test", true), ("evil.example", false)] {
-        let (_, _, certified, _) = ca.issue(&[name.to_string()], Duration::from_secs(3600)).unwrap();
+        let (_, _, certified, _) = ca
+            .issue(&[name.to_string()], Duration::from_secs(3600))
+            .unwrap();
         let addr = spawn_tls(certified).await;
         let result = handshake(addr, name, std::slice::from_ref(&root)).await;
         assert_eq!(result.is_ok(), accepted, "{name}: {:?}", result.err());

@@ -36,7 +36,10 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");
     cmd.stdout(log.try_clone().expect("log")).stderr(log);
     cmd.spawn().unwrap_or_else(|e| {
-        panic!("cannot start {:?} (tests/run installs the Debian package pebble): {e}", cmd.get_program())
+        panic!(
+            "cannot start {:?} (tests/run installs the Debian package pebble): {e}",
+            cmd.get_program()
+        )
     })
 }
 
@@ -98,7 +101,11 @@ impl Pebble {
         };
         let client = pebble.client();
         eventually("pebble answers", Duration::from_secs(20), || async {
-            client.get(&pebble.directory).send().await.is_ok_and(|r| r.status().is_success())
+            client
+                .get(&pebble.directory)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
         })
         .await;
         pebble
@@ -107,7 +114,9 @@ impl Pebble {
     fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(self.tls_root_pem.as_bytes()).unwrap())
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.tls_root_pem.as_bytes()).unwrap(),
+            )
             .build()
             .unwrap()
     }
@@ -123,7 +132,9 @@ impl Pebble {
             .text()
             .await
             .unwrap();
-        invigil::tls::files::parse_certs("pebble root", &pem).unwrap().remove(0)
+        invigil::tls::files::parse_certs("pebble root", &pem)
+            .unwrap()
+            .remove(0)
     }
 
     fn log(&self) -> String {
@@ -150,7 +161,10 @@ fn acme_config(data: &Path, pebble: &Pebble, https: u16, extra: &[(&str, &str)])
 }
 
 /// Waits until the daemon serves a certificate that chains to pebble's root.
-async fn wait_for_acme(addr: SocketAddr, pebble: &Pebble) -> rustls::pki_types::CertificateDer<'static> {
+async fn wait_for_acme(
+    addr: SocketAddr,
+    pebble: &Pebble,
+) -> rustls::pki_types::CertificateDer<'static> {
     let root = pebble.issuing_root().await;
     let roots = [root];
     let mut got = None;
@@ -162,10 +176,18 @@ async fn wait_for_acme(addr: SocketAddr, pebble: &Pebble) -> rustls::pki_types::
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    got.unwrap_or_else(|| panic!("no certificate from pebble within 90 s; pebble log:\n{}", pebble.log()))
+    got.unwrap_or_else(|| {
+        panic!(
+            "no certificate from pebble within 90 s; pebble log:\n{}",
+            pebble.log()
+        )
+    })
 }
 
-async fn ping(addr: SocketAddr, roots: &[rustls::pki_types::CertificateDer<'static>]) -> serde_json::Value {
+async fn ping(
+    addr: SocketAddr,
+    roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> serde_json::Value {
     let mut stream = handshake(addr, DOMAIN, roots).await.expect("handshake");
     let (status, body) = get(&mut stream, DOMAIN, "/ping").await;
     assert_eq!(status, 200);
@@ -179,7 +201,10 @@ async fn acme_http01_issues_persists_and_renews_live() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let http_s = http.to_string();
-    let vars = [("HTTP_PORT", http_s.as_str()), ("ACME_CHALLENGE", "http-01")];
+    let vars = [
+        ("HTTP_PORT", http_s.as_str()),
+        ("ACME_CHALLENGE", "http-01"),
+    ];
 
     let d = Daemon::start_config(&data, acme_config(&data, &pebble, https, &vars))
         .await
@@ -191,7 +216,10 @@ async fn acme_http01_issues_persists_and_renews_live() {
     assert_eq!(p["tls"], "acme");
     assert!(p["cert_expires"].is_string());
     let account = std::fs::metadata(data.join("acme/account.json")).expect("account kept");
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&account.permissions()) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&account.permissions()) & 0o777,
+        0o600
+    );
     d.stop().await;
 
     // A restart serves the saved certificate without a new order. Then a
@@ -200,23 +228,33 @@ async fn acme_http01_issues_persists_and_renews_live() {
     let left = info.not_after.duration_since(SystemTime::now()).unwrap();
     let mut config = acme_config(&data, &pebble, https, &vars);
     config.acme_renew_before = left.saturating_sub(Duration::from_secs(6));
-    let d = Daemon::start_config(&data, config).await.expect("daemon restarts");
+    let d = Daemon::start_config(&data, config)
+        .await
+        .expect("daemon restarts");
     let addr = d.running.https_addr;
     let mut before = handshake(addr, DOMAIN, &roots).await.expect("handshake");
-    assert_eq!(serial(&leaf(&before)), serial(&first), "restart re-used the saved certificate");
+    assert_eq!(
+        serial(&leaf(&before)),
+        serial(&first),
+        "restart re-used the saved certificate"
+    );
     assert_eq!(get(&mut before, DOMAIN, "/ping").await.0, 200);
 
     let first_serial = serial(&first);
-    eventually("a renewed certificate is served", Duration::from_secs(90), || async {
-        serial(&served(addr, DOMAIN, &roots).await) != first_serial
-    })
+    eventually(
+        "a renewed certificate is served",
+        Duration::from_secs(90),
+        || async { serial(&served(addr, DOMAIN, &roots).await) != first_serial },
+    )
     .await;
     // The connection opened before the renewal carries on.
     let (status, _) = get(&mut before, DOMAIN, "/ping").await;
     assert_eq!(status, 200);
     assert_eq!(serial(&leaf(&before)), first_serial);
     let saved = std::fs::read_to_string(data.join("tls/acme.crt")).unwrap();
-    let saved = invigil::tls::files::parse_certs("saved", &saved).unwrap().remove(0);
+    let saved = invigil::tls::files::parse_certs("saved", &saved)
+        .unwrap()
+        .remove(0);
     assert_ne!(serial(&saved), first_serial, "the renewal is persisted");
     d.stop().await;
 }
@@ -246,21 +284,47 @@ async fn acme_failure_is_counted_and_the_self_signed_certificate_stays() {
     let directory = format!("https://127.0.0.1:{}/dir", free_port());
     let mut config = config(
         &data,
-        &[("DOMAIN_NAME", DOMAIN), ("ACME_DIRECTORY", &directory), ("HTTP_PORT", "off")],
+        &[
+            ("DOMAIN_NAME", DOMAIN),
+            ("ACME_DIRECTORY", &directory),
+            ("HTTP_PORT", "off"),
+        ],
     );
     config.acme_retry_after = Duration::from_millis(200);
-    let d = Daemon::start_config(&data, config).await.expect("daemon starts");
+    let d = Daemon::start_config(&data, config)
+        .await
+        .expect("daemon starts");
     let failures = "invigil_tls_certificate_updates_total{source=\"acme\",result=\"failure\"} ";
-    eventually("two failed attempts counted", Duration::from_secs(10), || async {
-        let text = d.client.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(failures))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n >= 2)
-    })
+    eventually(
+        "two failed attempts counted",
+        Duration::from_secs(10),
+        || async {
+            let text = d
+                .client
+                .get(d.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix(failures))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|n| n >= 2)
+        },
+    )
     .await;
     // Still served: the self-signed certificate the harness client trusts.
-    let p: serde_json::Value = d.client.get(d.url("/ping")).send().await.unwrap().json().await.unwrap();
+    let p: serde_json::Value = d
+        .client
+        .get(d.url("/ping"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(p["tls"], "acme");
     d.stop().await;
 }

@@ -29,7 +29,10 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 
 /// Replaces a line of the shipped file, checking that it is there.
 fn replace_line(text: &str, line: &str, with: &str) -> String {
-    assert!(text.contains(line), "{line:?} missing from the shipped file");
+    assert!(
+        text.contains(line),
+        "{line:?} missing from the shipped file"
+    );
     text.replace(line, with)
 }
 
@@ -66,9 +69,17 @@ fn start_nginx(upstream: SocketAddr, tls_port: u16, plain_port: u16, ca: &TestCa
             ("UPSTREAM", &upstream.to_string()),
         ],
     );
-    let site = replace_line(&site, "listen 443 ssl;", &format!("listen 127.0.0.1:{tls_port} ssl;"));
+    let site = replace_line(
+        &site,
+        "listen 443 ssl;",
+        &format!("listen 127.0.0.1:{tls_port} ssl;"),
+    );
     let site = replace_line(&site, "listen [::]:443 ssl;", "");
-    let site = replace_line(&site, "listen 80;", &format!("listen 127.0.0.1:{plain_port};"));
+    let site = replace_line(
+        &site,
+        "listen 80;",
+        &format!("listen 127.0.0.1:{plain_port};"),
+    );
     let site = replace_line(&site, "listen [::]:80;", "");
     let run = dir.path();
     std::fs::write(run.join("site.conf"), site).unwrap();
@@ -91,7 +102,11 @@ fn start_nginx(upstream: SocketAddr, tls_port: u16, plain_port: u16, ca: &TestCa
         .arg(&conf)
         .output()
         .expect("nginx (tests/run installs the Debian package nginx)");
-    assert!(check.status.success(), "nginx -t: {}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let child = Command::new("nginx")
         .args(["-p", &prefix, "-e", &format!("{r}/error.log"), "-c"])
         .arg(&conf)
@@ -119,7 +134,10 @@ fn client_from(ca: &TestCa, addr: SocketAddr, from: IpAddr) -> reqwest::Client {
 async fn client_view(r: reqwest::Response) -> (String, String) {
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
-    (v["address"].as_str().unwrap().to_string(), v["scheme"].as_str().unwrap().to_string())
+    (
+        v["address"].as_str().unwrap().to_string(),
+        v["scheme"].as_str().unwrap().to_string(),
+    )
 }
 
 #[tokio::test]
@@ -133,8 +151,14 @@ async fn reverse_proxy_mode_behind_nginx() {
     .await
     .expect("daemon starts");
     let upstream = d.running.https_addr;
-    assert!(upstream.ip().is_loopback(), "plain HTTP only on loopback by default");
-    assert!(d.running.http_addr.is_none(), "no redirect listener behind a proxy");
+    assert!(
+        upstream.ip().is_loopback(),
+        "plain HTTP only on loopback by default"
+    );
+    assert!(
+        d.running.http_addr.is_none(),
+        "no redirect listener behind a proxy"
+    );
     let ca = TestCa::new("nginx test CA");
     let (tls_port, plain_port) = (free_port(), free_port());
     let nginx = start_nginx(upstream, tls_port, plain_port, &ca);
@@ -163,7 +187,10 @@ async fn reverse_proxy_mode_behind_nginx() {
         .send()
         .await
         .unwrap();
-    assert_eq!(client_view(seen).await, ("127.0.0.2".to_string(), "https".to_string()));
+    assert_eq!(
+        client_view(seen).await,
+        ("127.0.0.2".to_string(), "https".to_string())
+    );
     // nginx's port 80 redirects to HTTPS.
     let plain = via
         .get(format!("http://{NAME}:{plain_port}/x?y=1"))
@@ -185,9 +212,10 @@ async fn reverse_proxy_mode_behind_nginx() {
             .unwrap()
     };
     let plain_url = |path: &str| format!("http://{upstream}{path}");
-    for (from, expect_addr, metrics_status) in
-        [([127, 0, 0, 1], "203.0.113.9", 403), ([127, 0, 0, 3], "127.0.0.3", 200)]
-    {
+    for (from, expect_addr, metrics_status) in [
+        ([127, 0, 0, 1], "203.0.113.9", 403),
+        ([127, 0, 0, 3], "127.0.0.3", 200),
+    ] {
         let c = direct(from);
         let seen = c
             .get(plain_url("/api/v1/client"))
@@ -198,7 +226,14 @@ async fn reverse_proxy_mode_behind_nginx() {
             .unwrap();
         let (addr, scheme) = client_view(seen).await;
         assert_eq!(addr, expect_addr);
-        assert_eq!(scheme, if from == [127, 0, 0, 1] { "https" } else { "http" });
+        assert_eq!(
+            scheme,
+            if from == [127, 0, 0, 1] {
+                "https"
+            } else {
+                "http"
+            }
+        );
         let metrics = c
             .get(plain_url("/metrics"))
             .header("X-Forwarded-For", "203.0.113.9")
@@ -264,8 +299,13 @@ fn apache_configuration_passes_apache2_t() {
     };
     let ok = check(None);
     let stderr = String::from_utf8_lossy(&ok.stderr);
-    assert!(ok.status.success() && stderr.contains("Syntax OK"), "{stderr}");
+    assert!(
+        ok.status.success() && stderr.contains("Syntax OK"),
+        "{stderr}"
+    );
     let broken = check(Some("headers"));
-    assert!(!broken.status.success(), "without mod_headers the file must be refused");
+    assert!(
+        !broken.status.success(),
+        "without mod_headers the file must be refused"
+    );
 }
-
