@@ -93,6 +93,32 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         None => Objects::local(config.data_dir.join("objects"))?,
     };
     crate::auth::hosts::ensure_default(store.as_ref(), &config.manager_host)?;
+    // The configuration in force is part of the record (no secrets: only
+    // whether they are set).
+    crate::auth::audit::record(
+        store.as_ref(),
+        crate::auth::audit::INSTANCE,
+        crate::auth::audit::Event::new("invigil", "started", VERSION)
+            .with("tls", checked.tls_mode)
+            .with("manager_host", &config.manager_host)
+            .with(
+                "objects",
+                if config.minio_uri.is_some() {
+                    "s3"
+                } else {
+                    "local"
+                },
+            )
+            .with(
+                "session_key",
+                if config.session_key.is_some() {
+                    "SESSION_KEY"
+                } else {
+                    "generated"
+                },
+            )
+            .with("password_rule", config.password_rule.source()),
+    )?;
     let generated = match manager::ensure(
         store.as_ref(),
         &config.manager_username,

@@ -41,6 +41,8 @@ pub const HOST_DOMAINS: Tree = Tree("host_domains");
 pub const API_KEYS: Tree = Tree("api_keys");
 /// Login sessions of users.
 pub const AUTH_SESSIONS: Tree = Tree("auth_sessions");
+/// Template versions: host, template id, version.
+pub const TEMPLATES: Tree = Tree("templates");
 /// Append-only audit log.
 pub const AUDIT: Tree = Tree("audit");
 
@@ -52,6 +54,7 @@ pub const ALL: &[Tree] = &[
     HOST_DOMAINS,
     API_KEYS,
     AUTH_SESSIONS,
+    TEMPLATES,
     AUDIT,
 ];
 
