@@ -239,7 +239,7 @@ impl Acme {
         let now = SystemTime::now();
         let mut due = info
             .not_after
-            .checked_sub(self.settings.renew_before)
+            .checked_sub(renewal_margin(&info, self.settings.renew_before))
             .unwrap_or(now);
         if let Some(suggested) = self.ari_time(&der).await {
             due = due.min(suggested);
@@ -495,6 +495,21 @@ fn http_client(settings: &AcmeSettings) -> Result<Box<dyn instant_acme::HttpClie
     Ok(Box::new(client))
 }
 
+/// `ACME_DAYS` longer than the certificate lives (short-lived profiles)
+/// would renew in a loop; such a certificate is renewed after two thirds of
+/// its life instead.
+fn renewal_margin(info: &CertInfo, renew_before: Duration) -> Duration {
+    let lifetime = info
+        .not_after
+        .duration_since(info.not_before)
+        .unwrap_or(Duration::ZERO);
+    if renew_before >= lifetime {
+        lifetime / 3
+    } else {
+        renew_before
+    }
+}
+
 fn backoff(first: Duration, failures: u32) -> Duration {
     let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
     first.saturating_mul(factor).min(MAX_BACKOFF)
@@ -511,6 +526,20 @@ mod tests {
         assert!(!is_public_name("exam.lan"));
         assert!(!is_public_name("invigil.test"));
         assert!(!is_public_name("10.0.0.1"));
+    }
+
+    #[test]
+    fn margin_longer_than_the_lifetime_renews_after_two_thirds() {
+        let day = Duration::from_secs(86_400);
+        let start = SystemTime::UNIX_EPOCH + day * 20_000;
+        let info = CertInfo {
+            names: vec![],
+            not_before: start,
+            not_after: start + day * 6,
+            sha256_fingerprint: String::new(),
+        };
+        assert_eq!(renewal_margin(&info, day * 15), day * 2);
+        assert_eq!(renewal_margin(&info, day), day);
     }
 
     #[test]
