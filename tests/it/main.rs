@@ -2,6 +2,7 @@
 
 mod accounts;
 mod blackbox;
+mod certs;
 mod daemon;
 mod harness;
 mod objects;
