@@ -46,7 +46,6 @@ pub fn router(state: Arc<WebState>, extra: Router<Arc<WebState>>) -> Router {
     Router::new()
         .route("/ping", get(ping))
         .route("/metrics", get(prometheus))
-        .route("/api/v1/client", get(client_address))
         .route("/api", get(api_not_found))
         .route("/api/{*rest}", get(api_not_found).post(api_not_found))
         .route("/", get(static_file))
@@ -98,7 +97,7 @@ struct ClientView {
 
 /// The address and scheme invigil sees for the caller: lets an operator
 /// check that a reverse proxy forwards them (and that TRUSTED_PROXIES is right).
-async fn client_address(request: Request) -> Response {
+pub(crate) async fn client_address(request: Request) -> Response {
     let address = request
         .extensions()
         .get::<PeerAddr>()

@@ -566,6 +566,7 @@ async fn jwt_links_api_keys_and_csv_import() {
 fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
     let table: HashMap<(&str, &str), &str> = [
         (("POST", "/api/v1/auth/login"), "public"),
+        (("GET", "/api/v1/client"), "public"),
         (("GET", "/api/v1/auth/jwt"), "public"),
         (("POST", "/api/v1/auth/jwt"), "public"),
         (("POST", "/api/v1/auth/logout"), "signed"),

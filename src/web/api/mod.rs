@@ -24,7 +24,9 @@ use std::sync::Arc;
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone (sign-in, JWT links).
+    /// Anyone, on any Host (diagnostics that need no host).
+    Open,
+    /// Anyone on a configured host (sign-in, JWT links).
     Public,
     /// Any signed-in account, even one that must still change its password.
     Signed,
@@ -158,6 +160,9 @@ async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if access == Access::Open {
+        return next.run(request).await;
+    }
     match authorize(&state, access, &request) {
         Ok(ctx) => {
             request.extensions_mut().insert(ctx);
@@ -246,7 +251,7 @@ fn authorize(state: &WebState, access: Access, request: &Request) -> Result<Ctx,
         return Err(AuthError::PasswordChangeRequired);
     }
     let allowed = match access {
-        Access::Public | Access::Signed => true,
+        Access::Open | Access::Public | Access::Signed => true,
         Access::HostAdmin => matches!(principal.role(), Role::Administrator | Role::Manager),
         Access::Manager => principal.role() == Role::Manager,
         Access::Staff => principal.role() != Role::Student,

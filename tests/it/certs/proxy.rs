@@ -132,8 +132,9 @@ fn client_from(ca: &TestCa, addr: SocketAddr, from: IpAddr) -> reqwest::Client {
 }
 
 async fn client_view(r: reqwest::Response) -> (String, String) {
-    assert_eq!(r.status(), 200);
+    let status = r.status();
     let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
     (
         v["address"].as_str().unwrap().to_string(),
         v["scheme"].as_str().unwrap().to_string(),
@@ -145,7 +146,11 @@ async fn reverse_proxy_mode_behind_nginx() {
     let data = tempfile::tempdir().unwrap();
     let d = Daemon::start_in(
         data.path(),
-        &[("REVERSE_PROXY", "on"), ("TRUSTED_PROXIES", "127.0.0.1/32")],
+        &[
+            ("REVERSE_PROXY", "on"),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("DOMAIN_NAME", NAME),
+        ],
         axum::Router::new(),
     )
     .await
