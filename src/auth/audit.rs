@@ -2,16 +2,15 @@
 //! (the instance, and each host), in the same transaction as the change they
 //! record, so the log and the data cannot disagree.
 
-use crate::store::{ReadTx, Scan, Store, StoreError, WriteTx, catalog};
+pub use crate::store::chain::ChainError;
+use crate::store::{Store, StoreError, WriteTx, catalog, chain};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The scope of instance-wide events (manager sign-ins, host changes, start-up).
 pub const INSTANCE: &str = "instance";
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One audit entry. Field order is the canonical order hashed.
+/// One audit entry, as stored in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub scope: String,
@@ -57,62 +56,28 @@ impl Event {
     }
 }
 
-fn key(scope: &str, seq: u64) -> Vec<u8> {
-    let mut k = scope.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn head_key(scope: &str) -> Vec<u8> {
-    format!("audit_head/{scope}").into_bytes()
-}
-
-/// The hash of an entry: SHA-256 over the previous hash and the canonical JSON
-/// of the entry with its own `hash` left empty.
-pub fn entry_hash(entry: &Entry) -> String {
-    let mut unsigned = entry.clone();
-    unsigned.hash = String::new();
-    let canonical = serde_json::to_vec(&unsigned).unwrap_or_default();
-    let mut h = Sha256::new();
-    h.update(entry.prev.as_bytes());
-    h.update(&canonical);
-    hex::encode(h.finalize())
-}
-
-#[derive(Serialize, Deserialize)]
-struct Head {
-    seq: u64,
-    hash: String,
+fn to_entry(fields: serde_json::Map<String, serde_json::Value>) -> Option<Entry> {
+    serde_json::from_value(serde_json::Value::Object(fields)).ok()
 }
 
 /// Appends an event to `scope`'s chain inside the caller's transaction.
 pub fn append(tx: &mut dyn WriteTx, scope: &str, event: Event) -> Result<Entry, StoreError> {
-    let head: Option<Head> = tx.get_json(catalog::META, &head_key(scope))?;
-    let (seq, prev) = head.map_or((1, GENESIS.to_string()), |h| (h.seq + 1, h.hash));
-    let mut entry = Entry {
-        scope: scope.to_string(),
-        seq,
-        time: super::now_secs(),
-        actor: event.actor,
-        action: event.action.to_string(),
-        target: event.target,
-        client: event.client,
-        detail: event.detail,
-        prev,
-        hash: String::new(),
+    let fields = serde_json::json!({
+        "time": super::now_secs(),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "client": event.client,
+        "detail": event.detail,
+    });
+    let serde_json::Value::Object(fields) = fields else {
+        unreachable!("json! of an object literal is an object")
     };
-    entry.hash = entry_hash(&entry);
-    tx.put_json(catalog::AUDIT, &key(scope, seq), &entry)?;
-    tx.put_json(
-        catalog::META,
-        &head_key(scope),
-        &Head {
-            seq,
-            hash: entry.hash.clone(),
-        },
-    )?;
-    Ok(entry)
+    let stored = chain::append(tx, catalog::AUDIT, scope, fields)?;
+    to_entry(stored).ok_or_else(|| StoreError::Codec {
+        tree: catalog::AUDIT.name(),
+        message: "audit entry does not read back".into(),
+    })
 }
 
 /// Appends in a transaction of its own (for events with no other change).
@@ -120,116 +85,17 @@ pub fn record(store: &dyn Store, scope: &str, event: Event) -> Result<Entry, Sto
     store.write(|tx| append(tx, scope, event))
 }
 
-/// Why a chain does not verify, naming the first bad entry.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    #[error("{scope} #{seq}: the entry cannot be read: {message}")]
-    Unreadable {
-        scope: String,
-        seq: u64,
-        message: String,
-    },
-    #[error("{scope} #{seq}: its content does not match its hash (altered)")]
-    Altered { scope: String, seq: u64 },
-    #[error("{scope} #{seq}: it does not follow the previous entry (removed or reordered)")]
-    Broken { scope: String, seq: u64 },
-    #[error("{scope}: the chain ends at #{found} but its head says #{expected} (entries removed)")]
-    Truncated {
-        scope: String,
-        found: u64,
-        expected: u64,
-    },
-    #[error("storage: {0}")]
-    Store(String),
-}
-
 /// Every scope that has a chain.
 pub fn scopes(store: &dyn Store) -> Result<Vec<String>, StoreError> {
-    let heads = store.scan(catalog::META, &Scan::prefix(b"audit_head/"))?;
-    Ok(heads
-        .into_iter()
-        .filter_map(|(k, _)| {
-            String::from_utf8(k)
-                .ok()
-                .and_then(|s| s.strip_prefix("audit_head/").map(str::to_string))
-        })
-        .collect())
+    store.read(|tx| chain::scopes(tx, catalog::AUDIT))
 }
 
 /// Verifies one scope's chain from the first entry to the head; returns the
 /// number of entries checked.
 pub fn verify(store: &dyn Store, scope: &str) -> Result<u64, ChainError> {
     store
-        .read(|tx| Ok::<_, StoreError>(verify_in(tx, scope)))
+        .read(|tx| Ok::<_, StoreError>(chain::verify(tx, catalog::AUDIT, scope)))
         .map_err(|e| ChainError::Store(e.to_string()))?
-}
-
-fn verify_in(tx: &dyn ReadTx, scope: &str) -> Result<u64, ChainError> {
-    let store_err = |e: StoreError| ChainError::Store(e.to_string());
-    let mut prefix = scope.as_bytes().to_vec();
-    prefix.push(0);
-    let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1;
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        // Paged, so a long chain is not read into memory at once.
-        let scan = match &after {
-            None => Scan::prefix(&prefix).limit(1000),
-            Some(last) => {
-                let mut end = prefix.clone();
-                end.extend_from_slice(&u64::MAX.to_be_bytes());
-                Scan::bounds(
-                    std::ops::Bound::Excluded(last.as_slice()),
-                    std::ops::Bound::Included(end.as_slice()),
-                )
-                .limit(1000)
-            }
-        };
-        let page = tx.scan(catalog::AUDIT, &scan).map_err(store_err)?;
-        if page.is_empty() {
-            break;
-        }
-        for (k, v) in &page {
-            let seq = k
-                .get(prefix.len()..)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_be_bytes);
-            let entry: Entry = serde_json::from_slice(v).map_err(|e| ChainError::Unreadable {
-                scope: scope.to_string(),
-                seq,
-                message: e.to_string(),
-            })?;
-            if entry.seq != seq || seq != expected_seq || entry.prev != prev || entry.scope != scope
-            {
-                return Err(ChainError::Broken {
-                    scope: scope.to_string(),
-                    seq,
-                });
-            }
-            if entry_hash(&entry) != entry.hash {
-                return Err(ChainError::Altered {
-                    scope: scope.to_string(),
-                    seq,
-                });
-            }
-            prev = entry.hash;
-            expected_seq += 1;
-        }
-        after = page.last().map(|(k, _)| k.clone());
-    }
-    let head: Option<Head> = tx
-        .get(catalog::META, &head_key(scope))
-        .map_err(store_err)?
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let found = expected_seq - 1;
-    match head {
-        Some(h) if h.seq != found || h.hash != prev => Err(ChainError::Truncated {
-            scope: scope.to_string(),
-            found,
-            expected: h.seq,
-        }),
-        _ => Ok(found),
-    }
 }
 
 /// A filter for listing entries, newest first.
@@ -246,42 +112,23 @@ pub struct Filter {
 
 /// Lists a scope's entries, newest first, matching `filter`.
 pub fn list(store: &dyn Store, scope: &str, filter: &Filter) -> Result<Vec<Entry>, StoreError> {
-    let start = key(scope, 0);
-    let end = key(scope, filter.before.unwrap_or(u64::MAX));
     let limit = filter.limit.clamp(1, 500);
-    let mut out = Vec::new();
-    let mut upper = end;
-    loop {
-        let page = store.scan(
-            catalog::AUDIT,
-            &Scan::bounds(
-                std::ops::Bound::Included(start.as_slice()),
-                std::ops::Bound::Excluded(upper.as_slice()),
-            )
-            .rev()
-            .limit(500),
-        )?;
-        let Some((last_key, _)) = page.last() else {
-            break;
-        };
-        upper = last_key.clone();
-        for (_, v) in &page {
-            let Ok(entry) = serde_json::from_slice::<Entry>(v) else {
-                continue;
+    let rows = store.read(|tx| {
+        chain::newest(tx, catalog::AUDIT, scope, filter.before, limit, |e| {
+            let text = |k: &str| {
+                e.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
             };
-            let keep = filter.action.as_ref().is_none_or(|a| &entry.action == a)
-                && filter.actor.as_ref().is_none_or(|a| &entry.actor == a)
-                && filter.since.is_none_or(|t| entry.time >= t)
-                && filter.until.is_none_or(|t| entry.time <= t);
-            if keep {
-                out.push(entry);
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-        }
-    }
-    Ok(out)
+            let time = e.get("time").and_then(|v| v.as_u64()).unwrap_or(0);
+            filter.action.as_ref().is_none_or(|a| text("action") == *a)
+                && filter.actor.as_ref().is_none_or(|a| text("actor") == *a)
+                && filter.since.is_none_or(|t| time >= t)
+                && filter.until.is_none_or(|t| time <= t)
+        })
+    })?;
+    Ok(rows.into_iter().filter_map(to_entry).collect())
 }
 
 #[cfg(test)]
@@ -353,7 +200,7 @@ mod tests {
         let store = MemoryStore::new();
         three(&store);
         let store: &dyn Store = &store;
-        let k2 = key("h1", 2);
+        let k2 = chain::key("h1", 2);
         let original = store.get(catalog::AUDIT, &k2).unwrap().unwrap();
         let altered = String::from_utf8(original.clone())
             .unwrap()
@@ -375,7 +222,7 @@ mod tests {
             })
         );
         store.put(catalog::AUDIT, &k2, &original).unwrap();
-        store.delete(catalog::AUDIT, &key("h1", 3)).unwrap();
+        store.delete(catalog::AUDIT, &chain::key("h1", 3)).unwrap();
         assert_eq!(
             verify(store, "h1"),
             Err(ChainError::Truncated {

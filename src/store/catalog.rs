@@ -41,6 +41,14 @@ pub const HOST_DOMAINS: Tree = Tree("host_domains");
 pub const API_KEYS: Tree = Tree("api_keys");
 /// Login sessions of users.
 pub const AUTH_SESSIONS: Tree = Tree("auth_sessions");
+/// Template versions: host, template id, version.
+pub const TEMPLATES: Tree = Tree("templates");
+/// Sessions by host and id; `i/` keys map LMS identifiers to ids.
+pub const SESSIONS: Tree = Tree("sessions");
+/// Running sessions by the time they must stop: the durable timer.
+pub const SESSION_TIMERS: Tree = Tree("session_timers");
+/// Session protocols (hash chains, one per session).
+pub const PROTOCOL: Tree = Tree("protocol");
 /// Append-only audit log.
 pub const AUDIT: Tree = Tree("audit");
 
@@ -52,6 +60,10 @@ pub const ALL: &[Tree] = &[
     HOST_DOMAINS,
     API_KEYS,
     AUTH_SESSIONS,
+    TEMPLATES,
+    SESSIONS,
+    SESSION_TIMERS,
+    PROTOCOL,
     AUDIT,
 ];
 

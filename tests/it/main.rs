@@ -2,7 +2,9 @@
 
 mod accounts;
 mod blackbox;
+mod certs;
 mod daemon;
 mod harness;
 mod objects;
 mod recognize;
+mod sessions;

@@ -46,6 +46,12 @@ pub(super) fn routes() -> Vec<Route> {
             post(jwt_post),
         ),
         route(Method::GET, "/api/v1/me", Access::Signed, get(me)),
+        route(
+            Method::GET,
+            "/api/v1/client",
+            Access::Open,
+            get(crate::web::client_address),
+        ),
     ]
 }
 

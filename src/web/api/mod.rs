@@ -6,6 +6,7 @@
 mod accounts;
 mod admin;
 mod manager;
+mod sessions;
 
 use super::error::ApiError;
 use super::{PeerAddr, WebState};
@@ -23,7 +24,9 @@ use std::sync::Arc;
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone (sign-in, JWT links).
+    /// Anyone, on any Host (diagnostics that need no host).
+    Open,
+    /// Anyone on a configured host (sign-in, JWT links).
     Public,
     /// Any signed-in account, even one that must still change its password.
     Signed,
@@ -32,6 +35,8 @@ pub enum Access {
     HostAdmin,
     /// The manager only, on MANAGER_HOST (and instance API keys).
     Manager,
+    /// Proctors, administrators, the manager and the host's API keys.
+    Staff,
 }
 
 /// One API route.
@@ -61,6 +66,7 @@ pub fn routes() -> Vec<Route> {
     let mut all = accounts::routes();
     all.extend(admin::routes());
     all.extend(manager::routes());
+    all.extend(sessions::routes());
     all
 }
 
@@ -154,6 +160,9 @@ async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if access == Access::Open {
+        return next.run(request).await;
+    }
     match authorize(&state, access, &request) {
         Ok(ctx) => {
             request.extensions_mut().insert(ctx);
@@ -242,9 +251,10 @@ fn authorize(state: &WebState, access: Access, request: &Request) -> Result<Ctx,
         return Err(AuthError::PasswordChangeRequired);
     }
     let allowed = match access {
-        Access::Public | Access::Signed => true,
+        Access::Open | Access::Public | Access::Signed => true,
         Access::HostAdmin => matches!(principal.role(), Role::Administrator | Role::Manager),
         Access::Manager => principal.role() == Role::Manager,
+        Access::Staff => principal.role() != Role::Student,
     };
     if allowed {
         Ok(ctx)
