@@ -157,7 +157,7 @@ pub fn scope(host_id: &str, id: &str) -> String {
 }
 
 /// What creates a session.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
     pub student: String,

@@ -567,6 +567,7 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
     let table: HashMap<(&str, &str), &str> = [
         (("POST", "/api/v1/auth/login"), "public"),
         (("GET", "/api/v1/client"), "public"),
+        (("GET", "/api/v1/openapi.json"), "public"),
         (("GET", "/api/v1/auth/jwt"), "public"),
         (("POST", "/api/v1/auth/jwt"), "public"),
         (("POST", "/api/v1/auth/logout"), "signed"),

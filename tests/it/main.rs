@@ -6,4 +6,5 @@ mod certs;
 mod daemon;
 mod harness;
 mod objects;
+mod openapi;
 mod sessions;

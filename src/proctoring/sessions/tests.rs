@@ -153,3 +153,41 @@ fn window_and_auto_conclusion() {
     let c = stopped.conclusion.unwrap();
     assert!(c.automatic && c.positive);
 }
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn period() -> impl Strategy<Value = BTreeMap<Metric, f64>> {
+        let metric = prop::sample::select(
+            Metric::ALL
+                .iter()
+                .copied()
+                .filter(|m| !m.server_side())
+                .collect::<Vec<_>>(),
+        );
+        prop::collection::btree_map(metric, 0.0f64..=100.0, 0..5)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Whatever the stream of periods, the averages rebuilt from the
+        /// protocol equal the live ones, and so does the score.
+        #[test]
+        fn recompute_equals_live(periods in prop::collection::vec(period(), 0..20)) {
+            let (store, h) = setup(None, None);
+            let s = create(&store, &h, "adm", &new("ann"), 10).unwrap();
+            act(&store, &h, &s.id, "ann", Action::Start, 10, None).unwrap();
+            let mut live = get(&store, &h, &s.id).unwrap();
+            for (i, values) in periods.iter().enumerate() {
+                live = add_period(&store, &h, &s.id, "ann", values, 20 + i as u64).unwrap();
+            }
+            let again = protocol::recompute_averages(&store, &s.scope()).unwrap();
+            prop_assert_eq!(&again, &live.averages);
+            let store_ref: &dyn Store = &store;
+            let t = store_ref.read(|tx| templates::version(tx, &h, "final", 1)).unwrap().unwrap();
+            let rescored = metrics::score(&again, &t.weights, t.threshold).score;
+            prop_assert_eq!(Some(rescored), live.score.or(Some(100.0)));
+        }
+    }
+}

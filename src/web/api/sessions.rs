@@ -28,20 +28,23 @@ pub(super) fn routes() -> Vec<Route> {
             "/api/v1/templates",
             HostAdmin,
             post(create_template),
-        ),
+        )
+        .body::<TemplateInput>(),
         route(
             Method::PUT,
             "/api/v1/templates/{id}",
             HostAdmin,
             put(update_template),
-        ),
+        )
+        .body::<TemplateInput>(),
         route(Method::GET, "/api/v1/sessions", Staff, get(list_sessions)),
         route(
             Method::POST,
             "/api/v1/sessions",
             HostAdmin,
             post(create_session),
-        ),
+        )
+        .body::<NewSession>(),
         route(
             Method::GET,
             "/api/v1/sessions/{id}",
@@ -53,7 +56,8 @@ pub(super) fn routes() -> Vec<Route> {
             "/api/v1/sessions/{id}/periods",
             Signed,
             post(add_period),
-        ),
+        )
+        .body::<PeriodBody>(),
         route(
             Method::GET,
             "/api/v1/sessions/{id}/score",
@@ -80,7 +84,12 @@ pub(super) fn routes() -> Vec<Route> {
                   id: Path<String>,
                   body: Option<Json<Conclusion>>| { act(state, ctx, id, action, body) },
         );
-        all.push(route(Method::POST, path, Signed, handler));
+        let r = route(Method::POST, path, Signed, handler);
+        all.push(if action == Action::Conclude {
+            r.body::<Conclusion>()
+        } else {
+            r
+        });
     }
     all
 }
@@ -184,7 +193,7 @@ async fn get_session(
     Ok(Json(visible(&state, &ctx, &id)?.0))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Conclusion {
     positive: bool,
@@ -244,7 +253,7 @@ async fn act(
     Ok(Json(updated))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PeriodBody {
     values: BTreeMap<Metric, f64>,
