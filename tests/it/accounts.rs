@@ -604,6 +604,7 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("POST", "/api/v1/sessions/{id}/periods"), "signed"),
         (("GET", "/api/v1/sessions/{id}/score"), "staff"),
         (("GET", "/api/v1/sessions/{id}/protocol"), "staff"),
+        (("POST", "/api/v1/sessions/{id}/accommodations"), "admin"),
         (("POST", "/api/v1/sessions/{id}/start"), "signed"),
         (("POST", "/api/v1/sessions/{id}/pause"), "signed"),
         (("POST", "/api/v1/sessions/{id}/resume"), "signed"),

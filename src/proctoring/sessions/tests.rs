@@ -132,6 +132,61 @@ fn deadlines_stop_sessions_stamped_with_the_deadline() {
 }
 
 #[test]
+fn accommodations_change_weights_and_time_with_who_granted_them() {
+    let (store, h) = setup(None, None);
+    let s = create(&store, &h, "adm", &new("ann"), 1000).unwrap();
+    act(&store, &h, &s.id, "ann", Action::Start, 1000, None).unwrap();
+    add_period(
+        &store,
+        &h,
+        &s.id,
+        "ann",
+        &BTreeMap::from([(Metric::B2, 40.0), (Metric::C2, 10.0)]),
+        1010,
+    )
+    .unwrap();
+    let off = accommodate(
+        &store,
+        &h,
+        &s.id,
+        "adm",
+        Grant::MetricOff { metric: Metric::C2 },
+        "no webcam light",
+        1011,
+    )
+    .unwrap();
+    // Only b2 counts now: 40 × 0.5 = 20.
+    assert_eq!(off.score, Some(80.0));
+    let longer = accommodate(
+        &store,
+        &h,
+        &s.id,
+        "adm",
+        Grant::ExtraTime { minutes: 30 },
+        "dyslexia",
+        1012,
+    )
+    .unwrap();
+    assert_eq!(longer.ends_at(), Some(1000 + 3600 + 1800));
+    assert_eq!(next_due(&store).unwrap(), Some(1000 + 3600 + 1800));
+    assert_eq!(longer.accommodations[1].granted_by, "adm");
+    let bad = accommodate(
+        &store,
+        &h,
+        &s.id,
+        "adm",
+        Grant::Weight {
+            metric: Metric::B2,
+            weight: -1.0,
+        },
+        "",
+        1013,
+    );
+    assert!(matches!(bad, Err(ProctoringError::Invalid { .. })));
+    assert_eq!(protocol::verify(&store, &s.scope()), Ok(5));
+}
+
+#[test]
 fn window_and_auto_conclusion() {
     let auto = AutoConclusion {
         positive_at_or_above: Some(90.0),

@@ -70,6 +70,13 @@ pub(super) fn routes() -> Vec<Route> {
             Staff,
             get(get_protocol),
         ),
+        route(
+            Method::POST,
+            "/api/v1/sessions/{id}/accommodations",
+            HostAdmin,
+            post(accommodate),
+        )
+        .body::<AccommodationBody>(),
     ];
     for (path, action) in [
         ("/api/v1/sessions/{id}/start", Action::Start),
@@ -319,6 +326,34 @@ async fn get_protocol(
         q.before,
         q.limit.unwrap_or(200),
     )?))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AccommodationBody {
+    grant: sessions::Grant,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn accommodate(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Json(body): Json<AccommodationBody>,
+) -> Result<Json<Session>, ApiError> {
+    let (s, _) = visible(&state, &ctx, &id)?;
+    let who = ctx.who()?.actor();
+    let updated = sessions::accommodate(
+        state.accounts.store.as_ref(),
+        &s.host_id,
+        &s.id,
+        &who,
+        body.grant,
+        &body.reason,
+        now_secs(),
+    )?;
+    Ok(Json(updated))
 }
 
 async fn list_sessions(
