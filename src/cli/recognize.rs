@@ -112,7 +112,10 @@ fn compare(
     let (_, eb) = embed(b, pb)?;
     let v = Verification::compare(&ea, &eb, crate::recognize::THRESHOLD);
     if json {
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        );
     } else {
         println!(
             "{}: distance {:.3} (threshold {:.2}), similarity {:.1} %, confidence {:.1} %",
@@ -194,10 +197,15 @@ pub fn bench(files: &[PathBuf], iterations: usize, threads: usize) -> ExitCode {
     let elapsed = start.elapsed().as_secs_f64();
     println!("engine            {}", recognizer.engine());
     println!("frames            {iterations} × 640×480, {faces} faces embedded");
-    println!("latency, 1 thread mean {mean:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
+    println!(
+        "latency, 1 thread mean {mean:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
         ms(times[times.len() / 2]),
-        ms(times[(times.len() * 95 / 100).min(times.len() - 1)]));
-    println!("throughput        {:.1} frames/s on {threads} threads", done as f64 / elapsed);
+        ms(times[(times.len() * 95 / 100).min(times.len() - 1)])
+    );
+    println!(
+        "throughput        {:.1} frames/s on {threads} threads",
+        done as f64 / elapsed
+    );
     ExitCode::SUCCESS
 }
 

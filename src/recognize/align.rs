@@ -40,9 +40,9 @@ impl Similarity {
             return None;
         }
         let mean = |pts: &[[f32; 2]]| {
-            let (sx, sy) = pts[..n]
-                .iter()
-                .fold((0.0f64, 0.0f64), |(x, y), p| (x + f64::from(p[0]), y + f64::from(p[1])));
+            let (sx, sy) = pts[..n].iter().fold((0.0f64, 0.0f64), |(x, y), p| {
+                (x + f64::from(p[0]), y + f64::from(p[1]))
+            });
             (sx / n as f64, sy / n as f64)
         };
         let (msx, msy) = mean(src);
@@ -150,7 +150,12 @@ fn bilinear(image: &RgbImage, x: f32, y: f32) -> [f32; 3] {
             image.get_pixel(xi as u32, yi as u32).0.map(f32::from)
         }
     };
-    let (p00, p10, p01, p11) = (px(x0, y0), px(x0 + 1, y0), px(x0, y0 + 1), px(x0 + 1, y0 + 1));
+    let (p00, p10, p01, p11) = (
+        px(x0, y0),
+        px(x0 + 1, y0),
+        px(x0, y0 + 1),
+        px(x0 + 1, y0 + 1),
+    );
     let mut out = [0.0; 3];
     for c in 0..3 {
         let top = p00[c] + (p10[c] - p00[c]) * fx;
@@ -233,7 +238,11 @@ mod tests {
             let q = to_big(p);
             for dy in -4..=4 {
                 for dx in -4..=4 {
-                    img.put_pixel((q[0] as i32 + dx) as u32, (q[1] as i32 + dy) as u32, Rgb([255; 3]));
+                    img.put_pixel(
+                        (q[0] as i32 + dx) as u32,
+                        (q[1] as i32 + dy) as u32,
+                        Rgb([255; 3]),
+                    );
                 }
             }
         }

@@ -126,7 +126,8 @@ mod tests {
     fn png(width: u32, height: u32) -> Vec<u8> {
         let img = RgbImage::from_pixel(width, height, image::Rgb([10, 200, 30]));
         let mut out = Cursor::new(Vec::new());
-        img.write_to(&mut out, ImageFormat::Png).expect("encode png");
+        img.write_to(&mut out, ImageFormat::Png)
+            .expect("encode png");
         out.into_inner()
     }
 
@@ -135,7 +136,8 @@ mod tests {
             image::Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 90])
         });
         let mut out = Cursor::new(Vec::new());
-        img.write_to(&mut out, ImageFormat::Jpeg).expect("encode jpeg");
+        img.write_to(&mut out, ImageFormat::Jpeg)
+            .expect("encode jpeg");
         out.into_inner()
     }
 

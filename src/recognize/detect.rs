@@ -5,8 +5,8 @@
 use super::anchors::{self, REGRESSION};
 use super::engine::{Network, Tensor};
 use super::error::{RecognizeError, Result};
-use super::nms::{Candidate, suppress};
 pub use super::nms::Suppression;
+use super::nms::{Candidate, suppress};
 use image::RgbImage;
 use image::imageops::{self, FilterType};
 use serde::Serialize;
@@ -127,7 +127,12 @@ impl Detector {
     /// much wider or taller than square is also searched in overlapping
     /// square tiles: letterboxing it whole leaves part of the small input
     /// blank and shrinks faces below what the model resolves well.
-    pub fn detect(&self, image: &RgbImage, options: &DetectOptions, tiles: bool) -> Result<Vec<Face>> {
+    pub fn detect(
+        &self,
+        image: &RgbImage,
+        options: &DetectOptions,
+        tiles: bool,
+    ) -> Result<Vec<Face>> {
         let (width, height) = image.dimensions();
         let mut candidates = self.candidates(image, [0, 0], options)?;
         if tiles {
@@ -211,14 +216,14 @@ impl Detector {
         let find = |anchors: usize, width: usize| {
             outputs
                 .iter()
-                .find(|t| {
-                    t.shape.len() == 3 && t.shape[1] == anchors && t.shape[2] == width
-                })
+                .find(|t| t.shape.len() == 3 && t.shape[1] == anchors && t.shape[2] == width)
                 .ok_or_else(|| {
                     let shapes: Vec<_> = outputs.iter().map(|t| t.shape.clone()).collect();
                     RecognizeError::model(
                         self.model,
-                        format!("expected an output of shape [1, {anchors}, {width}], got {shapes:?}"),
+                        format!(
+                            "expected an output of shape [1, {anchors}, {width}], got {shapes:?}"
+                        ),
                     )
                 })
         };
@@ -296,7 +301,10 @@ mod tests {
         assert_eq!((lb.pad_x, lb.pad_y), (0.0, 16.0));
         // The image centre maps to the input centre and back.
         let p = lb.to_image([0.5, 0.5], 128);
-        assert!((p[0] - 320.0).abs() < 1e-3 && (p[1] - 240.0).abs() < 1e-3, "{p:?}");
+        assert!(
+            (p[0] - 320.0).abs() < 1e-3 && (p[1] - 240.0).abs() < 1e-3,
+            "{p:?}"
+        );
         // The top-left corner of the picture is at the top of the padding.
         let p = lb.to_image([0.0, 16.0 / 128.0], 128);
         assert!(p[0].abs() < 1e-3 && p[1].abs() < 1e-3, "{p:?}");

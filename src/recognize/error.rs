@@ -10,7 +10,9 @@ pub enum RecognizeError {
 
     /// The image declares more pixels than invigil decodes; it is refused from
     /// its header, before any pixel is decoded.
-    #[error("image is {width}×{height} pixels; the limit is {max_side} per side and {max_pixels} in all")]
+    #[error(
+        "image is {width}×{height} pixels; the limit is {max_side} per side and {max_pixels} in all"
+    )]
     TooLarge {
         width: u32,
         height: u32,
@@ -38,7 +40,10 @@ pub enum RecognizeError {
     /// A model failed to load or to run. Embedded models are checked by the
     /// tests, so this points at a damaged build or a bad model file.
     #[error("model `{model}`: {message}")]
-    Model { model: &'static str, message: String },
+    Model {
+        model: &'static str,
+        message: String,
+    },
 
     /// The recognition queue is full; the caller should retry later.
     #[error("recognition is busy: {queued} requests are already waiting (limit {limit})")]

@@ -78,24 +78,26 @@ impl Recognizer {
 
     /// The embedded models on `engine`.
     pub fn with_engine(engine: &dyn Engine) -> Result<Self> {
-        let near = engine.load(ModelKind::DetectorFront, BLAZEFACE_FRONT, &[
-            Some(1),
-            Some(128),
-            Some(128),
-            Some(3),
-        ])?;
-        let far = engine.load(ModelKind::DetectorBack, BLAZEFACE_BACK, &[
-            Some(1),
-            Some(256),
-            Some(256),
-            Some(3),
-        ])?;
-        let embedder = engine.load(ModelKind::Embedder, MOBILEFACENET, &[
-            None,
-            Some(3),
-            Some(ALIGNED_SIZE as usize),
-            Some(ALIGNED_SIZE as usize),
-        ])?;
+        let near = engine.load(
+            ModelKind::DetectorFront,
+            BLAZEFACE_FRONT,
+            &[Some(1), Some(128), Some(128), Some(3)],
+        )?;
+        let far = engine.load(
+            ModelKind::DetectorBack,
+            BLAZEFACE_BACK,
+            &[Some(1), Some(256), Some(256), Some(3)],
+        )?;
+        let embedder = engine.load(
+            ModelKind::Embedder,
+            MOBILEFACENET,
+            &[
+                None,
+                Some(3),
+                Some(ALIGNED_SIZE as usize),
+                Some(ALIGNED_SIZE as usize),
+            ],
+        )?;
         Ok(Recognizer {
             engine: engine.name(),
             near: Detector::new(near, 128, ModelKind::DetectorFront.name()),
@@ -145,7 +147,10 @@ impl Recognizer {
     pub fn main_face(&self, image: &RgbImage) -> Result<Option<Face>> {
         for range in [Range::Near, Range::Far] {
             let faces = self.detect(image, range)?;
-            if let Some(face) = faces.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())) {
+            if let Some(face) = faces
+                .into_iter()
+                .max_by(|a, b| a.area().total_cmp(&b.area()))
+            {
                 return Ok(Some(face));
             }
         }
@@ -168,8 +173,14 @@ impl Recognizer {
 
     /// The main face of `image` and its embedding; `which` names the image
     /// in the error when there is no usable face.
-    pub fn main_embedding(&self, image: &RgbImage, which: &'static str) -> Result<(Face, Embedding)> {
-        let face = self.main_face(image)?.ok_or(RecognizeError::NoFace { which })?;
+    pub fn main_embedding(
+        &self,
+        image: &RgbImage,
+        which: &'static str,
+    ) -> Result<(Face, Embedding)> {
+        let face = self
+            .main_face(image)?
+            .ok_or(RecognizeError::NoFace { which })?;
         let crop = align(image, &face.keypoints).ok_or(RecognizeError::NoFace { which })?;
         let embedding = self
             .embedder

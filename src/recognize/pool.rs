@@ -124,7 +124,10 @@ mod tests {
             Err(other) => panic!("expected Busy, got {other}"),
             Ok(_) => panic!("a full pool accepted a job"),
         }
-        assert!(matches!(pool.run(|_| Ok(())), Err(RecognizeError::Busy { .. })));
+        assert!(matches!(
+            pool.run(|_| Ok(())),
+            Err(RecognizeError::Busy { .. })
+        ));
         release.send(()).expect("release the first job");
         first
             .blocking_recv()

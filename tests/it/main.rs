@@ -6,5 +6,6 @@ mod certs;
 mod daemon;
 mod harness;
 mod objects;
+mod openapi;
 mod recognize;
 mod sessions;

@@ -52,7 +52,11 @@ fn labelled() -> Vec<(String, PathBuf)> {
         if !person.is_dir() {
             continue;
         }
-        let label = person.file_name().expect("name").to_string_lossy().into_owned();
+        let label = person
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         for photo in std::fs::read_dir(&person).expect("person dir") {
             let photo = photo.expect("dir entry").path();
             if photo.extension().is_some_and(|e| e == "pgm") {
@@ -127,7 +131,11 @@ fn roc_helpers_on_known_scores() {
 fn verification_separates_people_on_labelled_faces() {
     let r = recognizer();
     let photos = labelled();
-    assert!(photos.len() >= 50, "labelled set has {} photos", photos.len());
+    assert!(
+        photos.len() >= 50,
+        "labelled set has {} photos",
+        photos.len()
+    );
     let mut embedded = Vec::new();
     let mut missed = Vec::new();
     for (label, path) in &photos {
@@ -214,9 +222,18 @@ fn portrait_has_one_face() {
         // the person's right eye on the image's left.
         assert!(f.score > 0.8, "{f:?}");
         assert!(k.right_eye[0] < k.left_eye[0], "{k:?}");
-        assert!(k.right_eye[1] < k.nose[1] && k.nose[1] < k.mouth[1], "{k:?}");
-        let (cx, cy) = (f.bbox.x + f.bbox.width / 2.0, f.bbox.y + f.bbox.height / 2.0);
-        assert!((cx - 112.0).abs() < 40.0 && (cy - 112.0).abs() < 50.0, "{f:?}");
+        assert!(
+            k.right_eye[1] < k.nose[1] && k.nose[1] < k.mouth[1],
+            "{k:?}"
+        );
+        let (cx, cy) = (
+            f.bbox.x + f.bbox.width / 2.0,
+            f.bbox.y + f.bbox.height / 2.0,
+        );
+        assert!(
+            (cx - 112.0).abs() < 40.0 && (cy - 112.0).abs() < 50.0,
+            "{f:?}"
+        );
     }
     let p = r.presence(&image).expect("presence");
     assert!(!p.no_face && !p.several_faces && p.faces == 1, "{p:?}");
@@ -260,7 +277,9 @@ fn same_person_in_different_photos_verifies() {
     assert!(same.verified && !other.verified, "{same:?} {other:?}");
     assert!(same.distance < other.distance);
     let blank = RgbImage::from_pixel(200, 200, image::Rgb([90, 90, 90]));
-    let err = r.verify(&a, &blank).expect_err("no face in the second image");
+    let err = r
+        .verify(&a, &blank)
+        .expect_err("no face in the second image");
     assert_eq!(err.code(), "no_face");
     assert!(err.to_string().contains("second"), "{err}");
 }
@@ -287,7 +306,12 @@ fn cli_lists_faces_as_json() {
             assert!(f["box"][k].is_number(), "{f}");
         }
         assert!(f["score"].as_f64().is_some_and(|s| s > 0.5), "{f}");
-        assert!(f["keypoints"]["nose"].as_array().is_some_and(|p| p.len() == 2), "{f}");
+        assert!(
+            f["keypoints"]["nose"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2),
+            "{f}"
+        );
     }
 }
 
@@ -310,7 +334,10 @@ fn cli_compares_two_images_in_the_vendor_shape() {
     assert_eq!(keys.len(), 5, "{out}");
     assert_eq!(v["verified"], true, "{out}");
     assert_eq!(v["threshold"].as_f64(), Some(f64::from(THRESHOLD)));
-    assert!(v["confidence"].is_number() && v["similar"].is_number(), "{out}");
+    assert!(
+        v["confidence"].is_number() && v["similar"].is_number(),
+        "{out}"
+    );
     let (code, out, err) = invigil(&["recognize", &a, &c]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("different people"), "{out}");
