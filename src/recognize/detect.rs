@@ -105,7 +105,7 @@ impl Letterbox {
     }
 
     /// Maps a point in normalised input coordinates back to image pixels.
-    pub fn to_image(&self, p: [f32; 2], size: u32) -> [f32; 2] {
+    pub fn to_image(self, p: [f32; 2], size: u32) -> [f32; 2] {
         [
             (p[0] * size as f32 - self.pad_x) / self.scale,
             (p[1] * size as f32 - self.pad_y) / self.scale,

@@ -123,7 +123,8 @@ fn roc_helpers_on_known_scores() {
     let diff: Vec<f32> = (0..100).map(|i| 1.0 + i as f32 / 100.0).collect();
     // 1 % of 100 different-person pairs (1.00) fall below the cut at 1.01.
     assert_eq!(tpr_at_fpr(&[0.5, 1.005, 1.5], &diff, 0.01), 2.0 / 3.0);
-    assert_eq!(tpr_at_fpr(&[0.5, 1.0, 1.5], &diff, 0.01), 1.0 / 3.0);
+    // A same-person pair exactly at the cut is not accepted.
+    assert_eq!(tpr_at_fpr(&[0.5, diff[1], 1.5], &diff, 0.01), 1.0 / 3.0);
     assert_eq!(best_threshold(&[0.1, 0.2, 0.9], &[0.5, 1.0]), (0.2, 1));
 }
 
