@@ -37,7 +37,7 @@ use serde::Serialize;
 /// it. Provenance and licences: `assets/models/PROVENANCE.md`.
 const BLAZEFACE_FRONT: &[u8] = include_bytes!("../../assets/models/blazeface_front_128.onnx");
 const BLAZEFACE_BACK: &[u8] = include_bytes!("../../assets/models/blazeface_back_256.onnx");
-const MOBILEFACENET: &[u8] = include_bytes!("../../assets/models/mobilefacenet.onnx");
+pub(crate) const MOBILEFACENET: &[u8] = include_bytes!("../../assets/models/mobilefacenet.onnx");
 
 /// Which detector suits the picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,3 +73,54 @@ impl Network for TractNetwork {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedder's batch is symbolic: three different faces in one run
+    /// must give the same vectors as three runs of one.
+    #[test]
+    fn embedder_batch_matches_single_runs() {
+        let net = TractEngine
+            .load(
+                ModelKind::Embedder,
+                crate::recognize::MOBILEFACENET,
+                &[None, Some(3), Some(112), Some(112)],
+            )
+            .expect("load");
+        let plane = 3 * 112 * 112;
+        let face = |seed: usize| -> Vec<f32> {
+            (0..plane)
+                .map(|i| ((i * 7 + seed * 131) % 255) as f32 / 128.0 - 1.0)
+                .collect()
+        };
+        let batch: Vec<f32> = (0..3).flat_map(face).collect();
+        let out = net
+            .run(Tensor::new(vec![3, 3, 112, 112], batch).expect("shape"))
+            .expect("batch run");
+        assert_eq!(out[0].shape, vec![3, 192]);
+        for i in 0..3 {
+            let one = net
+                .run(Tensor::new(vec![1, 3, 112, 112], face(i)).expect("shape"))
+                .expect("single run");
+            let row = &out[0].data[i * 192..(i + 1) * 192];
+            let worst = row
+                .iter()
+                .zip(&one[0].data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-3, "face {i}: differs by {worst}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_model_is_a_clear_error() {
+        let err = TractEngine
+            .load(ModelKind::DetectorFront, b"not an onnx file", &[Some(1)])
+            .err()
+            .expect("garbage is refused");
+        assert_eq!(err.code(), "model_error");
+        assert!(err.to_string().contains("blazeface-front-128"), "{err}");
+    }
+}

@@ -5,6 +5,7 @@
 
 use image::RgbImage;
 use invigil::recognize::{Range, Recognizer, THRESHOLD, Verification};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -137,11 +138,18 @@ fn verification_separates_people_on_labelled_faces() {
         "labelled set has {} photos",
         photos.len()
     );
+    // Photos are independent: embed them on all cores.
+    let results: Vec<_> = photos
+        .par_iter()
+        .map(|(label, path)| {
+            let image = padded(&load(path));
+            (label, path, r.main_embedding(&image, "labelled"))
+        })
+        .collect();
     let mut embedded = Vec::new();
     let mut missed = Vec::new();
-    for (label, path) in &photos {
-        let image = padded(&load(path));
-        match r.main_embedding(&image, "labelled") {
+    for (label, path, result) in results {
+        match result {
             Ok((_, e)) => embedded.push((label.as_str(), path, e)),
             Err(_) => missed.push(path.display().to_string()),
         }
