@@ -342,7 +342,7 @@ fn cli_compares_two_images_in_the_vendor_shape() {
     let keys: Vec<_> = v.as_object().expect("object").keys().cloned().collect();
     assert_eq!(keys.len(), 5, "{out}");
     assert_eq!(v["verified"], true, "{out}");
-    assert_eq!(v["threshold"].as_f64(), Some(f64::from(THRESHOLD)));
+    assert_eq!(v["threshold"].as_f64().map(|t| t as f32), Some(THRESHOLD));
     assert!(
         v["confidence"].is_number() && v["similar"].is_number(),
         "{out}"
