@@ -66,6 +66,8 @@ pub struct Running {
     pub generated_manager_password: Option<Secret>,
     pub store: Arc<dyn Store>,
     pub objects: Objects,
+    /// The live hub (its load is visible to diagnostics and tests).
+    pub hub: Arc<crate::realtime::Hub>,
     tasks: Tasks,
     reload: Arc<Notify>,
     _lock: datadir::DataDirLock,
@@ -135,6 +137,12 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     if let Some(info) = checked.resolver.as_ref().and_then(|r| r.current_info()) {
         tls_metrics.set_expiry(info.not_after);
     }
+    let mut tasks = Tasks::new();
+    let hub = Arc::new(crate::realtime::Hub::new(
+        store.clone(),
+        crate::realtime::Limits::default(),
+        tasks.shutdown_signal(),
+    ));
     let state = Arc::new(WebState {
         version: VERSION,
         tls_mode: checked.tls_mode,
@@ -155,6 +163,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             Policy::from_config(&config),
             session_key,
         )),
+        hub: hub.clone(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {
@@ -167,7 +176,6 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         .map(|l| l.local_addr().map_err(bind_error("HTTP_PORT")))
         .transpose()?;
 
-    let mut tasks = Tasks::new();
     let proxies = Arc::new(TrustedProxies(config.trusted_proxies.clone()));
     let signal = tasks.shutdown_signal();
     match &checked.resolver {
@@ -224,6 +232,8 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     let sweep_store = store.clone();
     let signal = tasks.shutdown_signal();
     tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
+    let signal = tasks.shutdown_signal();
+    tasks.spawn("hub-heartbeats", hub.clone().run_heartbeats(signal));
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,
@@ -232,6 +242,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         generated_manager_password: generated,
         store,
         objects,
+        hub,
         tasks,
         reload,
         _lock: checked.lock,

@@ -37,6 +37,8 @@ pub struct WebState {
     pub assets: Assets,
     pub upload_limit_bytes: u64,
     pub accounts: Arc<crate::auth::Accounts>,
+    /// The live hub behind `/api/v1/ws`.
+    pub hub: Arc<crate::realtime::Hub>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

@@ -7,6 +7,7 @@ mod accounts;
 mod admin;
 mod manager;
 mod sessions;
+mod ws;
 
 use super::error::ApiError;
 use super::{PeerAddr, WebState};
@@ -67,6 +68,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(admin::routes());
     all.extend(manager::routes());
     all.extend(sessions::routes());
+    all.extend(ws::routes());
     all
 }
 
