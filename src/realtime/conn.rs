@@ -64,7 +64,18 @@ pub async fn serve(hub: Arc<Hub>, socket: WebSocket, who: Identity) {
     };
     if let Some((code, reason)) = end {
         conn.close(code, reason);
-        let _ = tokio::time::timeout(DRAIN, &mut writer).await;
+        // The closing handshake: send what is queued and the close, then
+        // discard what the client still sends until it answers, so it can
+        // read everything before the socket goes.
+        let _ = tokio::time::timeout(DRAIN, async {
+            (&mut writer).await;
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     hub.disconnect(&conn);
 }
@@ -129,5 +140,8 @@ async fn read(
         if let Err((session, e)) = result {
             conn.send(&frames::error(reference.as_ref(), session.as_deref(), &e));
         }
+        // Frames already buffered are read without waiting; yielding lets
+        // the writer (and other connections) run between them.
+        tokio::task::yield_now().await;
     }
 }

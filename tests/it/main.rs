@@ -5,5 +5,6 @@ mod blackbox;
 mod certs;
 mod daemon;
 mod harness;
+mod hub;
 mod objects;
 mod sessions;
