@@ -63,38 +63,35 @@ pub fn groups(store: &dyn Store, principal: &Principal) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proctoring::metrics::Averages;
-    use crate::proctoring::sessions::Status;
+    use crate::auth::hosts::{self, HostInput};
+    use crate::proctoring::sessions::{NewSession, create};
+    use crate::proctoring::templates::{self, TemplateInput};
+    use crate::store::MemoryStore;
 
+    /// A session of ann's on a host whose id the test renames to `h1`.
     fn session() -> Session {
-        Session {
-            id: "s1".into(),
-            host_id: "h1".into(),
+        let store = MemoryStore::new();
+        let m = Principal::Manager {
+            username: "m".into(),
+        };
+        let input = HostInput {
+            domains: Some(vec!["a.test".into()]),
+            ..HostInput::default()
+        };
+        let host = hosts::create(&store, &m, &input, "").unwrap();
+        let t: TemplateInput =
+            serde_json::from_value(serde_json::json!({ "id": "t", "name": "T" })).unwrap();
+        templates::save(&store, &host.id, "adm", &t).unwrap();
+        let new = NewSession {
             student: "ann".into(),
-            subject: String::new(),
-            template_id: "t".into(),
-            template_version: 1,
+            template: "t".into(),
             proctors: vec!["p1".into()],
             proctor_group: Some("room-7".into()),
-            open_from: None,
-            open_until: None,
-            deadline: None,
-            duration_limit_secs: None,
-            extra_secs: 0,
-            extra_granted_by: None,
-            status: Status::Created,
-            started_at: None,
-            stopped_at: None,
-            averages: Averages::default(),
-            score: None,
-            review: false,
-            conclusion: None,
-            tags: vec![],
-            identifier: None,
-            callback_url: None,
-            created_by: "adm".into(),
-            created_at: 0,
-        }
+            ..NewSession::default()
+        };
+        let mut s = create(&store, &host.id, "adm", &new, 1000).unwrap();
+        s.host_id = "h1".into();
+        s
     }
 
     fn user(host: &str, name: &str, role: Role) -> Principal {

@@ -89,6 +89,103 @@ pub fn allowed(from: Status) -> Vec<&'static str> {
         .collect()
 }
 
+/// An exemption for one student: a metric that does not count, a weight
+/// changed, or extra time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Grant {
+    MetricOff { metric: Metric },
+    Weight { metric: Metric, weight: f64 },
+    ExtraTime { minutes: u64 },
+}
+
+/// A granted accommodation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accommodation {
+    pub grant: Grant,
+    pub reason: String,
+    pub granted_by: String,
+    pub at: u64,
+}
+
+/// The template's weights with a session's accommodations applied.
+pub fn effective_weights(template: &Template, s: &Session) -> BTreeMap<Metric, f64> {
+    let mut weights = template.weights.clone();
+    for a in &s.accommodations {
+        match a.grant {
+            Grant::MetricOff { metric } => {
+                weights.remove(&metric);
+            }
+            Grant::Weight { metric, weight } => {
+                weights.insert(metric, weight);
+            }
+            Grant::ExtraTime { .. } => {}
+        }
+    }
+    weights
+}
+
+/// Grants an accommodation; extra time moves the session's end, and the grant
+/// is recorded in the protocol.
+pub fn accommodate(
+    store: &dyn Store,
+    host_id: &str,
+    id: &str,
+    by: &str,
+    grant: Grant,
+    reason: &str,
+    at: u64,
+) -> Result<Session, ProctoringError> {
+    match grant {
+        Grant::Weight { weight, .. } if !weight.is_finite() || !(0.0..=100.0).contains(&weight) => {
+            return Err(ProctoringError::invalid(
+                "weight",
+                "must be between 0 and 100",
+            ));
+        }
+        Grant::ExtraTime { minutes } if minutes == 0 || minutes > 24 * 60 => {
+            return Err(ProctoringError::invalid("minutes", "1 minute to 24 hours"));
+        }
+        _ => {}
+    }
+    let reason = text("reason", reason, 500)?;
+    store.write(|tx| {
+        let mut s = load(tx, host_id, id)?
+            .ok_or_else(|| ProctoringError::NotFound(format!("session {id}")))?;
+        if matches!(s.status, Status::Stopped | Status::Concluded) {
+            return Err(ProctoringError::IllegalMove {
+                from: s.status.as_str(),
+                action: "accommodate",
+                allowed: allowed(s.status),
+            });
+        }
+        let before = s
+            .ends_at()
+            .filter(|_| matches!(s.status, Status::Started | Status::Paused));
+        if let Grant::ExtraTime { minutes } = grant {
+            s.extra_secs += minutes * 60;
+        }
+        s.accommodations.push(Accommodation {
+            grant: grant.clone(),
+            reason: reason.clone(),
+            granted_by: by.to_string(),
+            at,
+        });
+        if let Some(t) = templates::version(tx, host_id, &s.template_id, s.template_version)? {
+            let score = metrics::score(&s.averages, &effective_weights(&t, &s), t.threshold);
+            if s.score.is_some() {
+                s.score = Some(score.score);
+                s.review = score.review;
+            }
+        }
+        retime(tx, before, &s)?;
+        save(tx, &s)?;
+        let data = serde_json::json!({ "accommodation": grant, "reason": reason });
+        protocol::append(tx, &s.scope(), at, by, Kind::Action, data)?;
+        Ok(s)
+    })
+}
+
 /// How a session ended up concluded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conclusion {
@@ -114,9 +211,11 @@ pub struct Session {
     pub open_until: Option<u64>,
     pub deadline: Option<u64>,
     pub duration_limit_secs: Option<u64>,
-    /// Extra time granted as an accommodation, with who granted it.
+    /// Extra time from accommodations (their sum).
     pub extra_secs: u64,
-    pub extra_granted_by: Option<String>,
+    /// Per-student exemptions, each recorded with who granted it.
+    #[serde(default)]
+    pub accommodations: Vec<Accommodation>,
     pub status: Status,
     pub started_at: Option<u64>,
     pub stopped_at: Option<u64>,
@@ -157,7 +256,7 @@ pub fn scope(host_id: &str, id: &str) -> String {
 }
 
 /// What creates a session.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
     pub student: String,
@@ -321,7 +420,7 @@ pub fn create(
             deadline: input.deadline,
             duration_limit_secs: input.duration_limit.map(|m| m * 60),
             extra_secs: 0,
-            extra_granted_by: None,
+            accommodations: Vec::new(),
             status: Status::Created,
             started_at: None,
             stopped_at: None,
@@ -450,7 +549,7 @@ fn auto_conclude(tx: &mut dyn WriteTx, s: &mut Session, at: u64) -> Result<(), P
     let Some(rule) = &t.auto_conclusion else {
         return Ok(());
     };
-    let score = metrics::score(&s.averages, &t.weights, t.threshold).score;
+    let score = metrics::score(&s.averages, &effective_weights(&t, s), t.threshold).score;
     let positive = match (rule.positive_at_or_above, rule.negative_below) {
         (Some(p), _) if score >= p => true,
         (_, Some(n)) if score < n => false,
@@ -507,7 +606,7 @@ pub fn add_period(
         let t = templates::version(tx, host_id, &s.template_id, s.template_version)?
             .ok_or_else(|| ProctoringError::NotFound(format!("template {}", s.template_id)))?;
         s.averages.add_period(values);
-        let score = metrics::score(&s.averages, &t.weights, t.threshold);
+        let score = metrics::score(&s.averages, &effective_weights(&t, &s), t.threshold);
         s.score = Some(score.score);
         s.review = score.review;
         save(tx, &s)?;
@@ -528,7 +627,11 @@ pub fn score(store: &dyn Store, s: &Session) -> Result<metrics::Score, Proctorin
     let t = store
         .read(|tx| templates::version(tx, &s.host_id, &s.template_id, s.template_version))?
         .ok_or_else(|| ProctoringError::NotFound(format!("template {}", s.template_id)))?;
-    Ok(metrics::score(&s.averages, &t.weights, t.threshold))
+    Ok(metrics::score(
+        &s.averages,
+        &effective_weights(&t, s),
+        t.threshold,
+    ))
 }
 
 /// Stops every running session whose end time is at or before `now`, stamped

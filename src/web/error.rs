@@ -278,6 +278,39 @@ mod tests {
         assert!(!hidden.message.contains("/secret/path"));
     }
 
+    #[test]
+    fn every_proctoring_error_maps_to_a_listed_code() {
+        use crate::proctoring::ProctoringError as P;
+        let all = [
+            (P::invalid("f", "m"), StatusCode::UNPROCESSABLE_ENTITY),
+            (P::NotFound("x".into()), StatusCode::NOT_FOUND),
+            (P::Conflict("x".into()), StatusCode::CONFLICT),
+            (
+                P::IllegalMove {
+                    from: "created",
+                    action: "pause",
+                    allowed: vec!["start"],
+                },
+                StatusCode::CONFLICT,
+            ),
+            (P::NotOpen("x".into()), StatusCode::CONFLICT),
+            (
+                P::Host(crate::auth::AuthError::VolumeExhausted(3)),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                P::Store(crate::store::StoreError::Backend("x".into())),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (e, status) in all {
+            let debug = format!("{e:?}");
+            let api = ApiError::from(e);
+            assert!(TABLE.iter().any(|(c, _)| *c == api.code), "{debug}");
+            assert_eq!(api.status(), status, "{debug}");
+        }
+    }
+
     #[tokio::test]
     async fn response_is_json_with_code_and_message() {
         let response = ApiError::payload_too_large(100 * 1024 * 1024).into_response();

@@ -567,6 +567,7 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
     let table: HashMap<(&str, &str), &str> = [
         (("POST", "/api/v1/auth/login"), "public"),
         (("GET", "/api/v1/client"), "public"),
+        (("GET", "/api/v1/openapi.json"), "public"),
         (("GET", "/api/v1/auth/jwt"), "public"),
         (("POST", "/api/v1/auth/jwt"), "public"),
         (("POST", "/api/v1/auth/logout"), "signed"),
@@ -603,6 +604,7 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("POST", "/api/v1/sessions/{id}/periods"), "signed"),
         (("GET", "/api/v1/sessions/{id}/score"), "staff"),
         (("GET", "/api/v1/sessions/{id}/protocol"), "staff"),
+        (("POST", "/api/v1/sessions/{id}/accommodations"), "admin"),
         (("POST", "/api/v1/sessions/{id}/start"), "signed"),
         (("POST", "/api/v1/sessions/{id}/pause"), "signed"),
         (("POST", "/api/v1/sessions/{id}/resume"), "signed"),

@@ -291,7 +291,11 @@ async fn a_slow_consumer_does_not_stall_the_room() {
     let fill = async |st: &mut Peer, pa: &mut Peer| {
         let mut n = 0u32;
         while slow_stats(&d).unwrap().queued == 0 {
-            let from = if n.is_multiple_of(2) { &mut *st } else { &mut *pa };
+            let from = if n.is_multiple_of(2) {
+                &mut *st
+            } else {
+                &mut *pa
+            };
             from.send(json!({ "type": "signal", "session": id, "to": "slow", "payload": blob }))
                 .await;
             if n % 4 == 3 {
@@ -306,7 +310,11 @@ async fn a_slow_consumer_does_not_stall_the_room() {
     let text = "x".repeat(4000);
     let mut sent = 0;
     let talk = async |st: &mut Peer, pa: &mut Peer, sent: &mut u32| {
-        let (from, to) = if sent.is_multiple_of(2) { (st, pa) } else { (pa, st) };
+        let (from, to) = if sent.is_multiple_of(2) {
+            (st, pa)
+        } else {
+            (pa, st)
+        };
         let ack = from.ask(chat(&id, &text)).await;
         assert_eq!(ack["type"], "ack", "{ack}");
         let got = to.expect("chat").await;

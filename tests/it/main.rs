@@ -7,4 +7,5 @@ mod daemon;
 mod harness;
 mod hub;
 mod objects;
+mod openapi;
 mod sessions;

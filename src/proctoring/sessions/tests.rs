@@ -132,6 +132,61 @@ fn deadlines_stop_sessions_stamped_with_the_deadline() {
 }
 
 #[test]
+fn accommodations_change_weights_and_time_with_who_granted_them() {
+    let (store, h) = setup(None, None);
+    let s = create(&store, &h, "adm", &new("ann"), 1000).unwrap();
+    act(&store, &h, &s.id, "ann", Action::Start, 1000, None).unwrap();
+    add_period(
+        &store,
+        &h,
+        &s.id,
+        "ann",
+        &BTreeMap::from([(Metric::B2, 40.0), (Metric::C2, 10.0)]),
+        1010,
+    )
+    .unwrap();
+    let off = accommodate(
+        &store,
+        &h,
+        &s.id,
+        "adm",
+        Grant::MetricOff { metric: Metric::C2 },
+        "no webcam light",
+        1011,
+    )
+    .unwrap();
+    // Only b2 counts now: 40 × 0.5 = 20.
+    assert_eq!(off.score, Some(80.0));
+    let longer = accommodate(
+        &store,
+        &h,
+        &s.id,
+        "adm",
+        Grant::ExtraTime { minutes: 30 },
+        "dyslexia",
+        1012,
+    )
+    .unwrap();
+    assert_eq!(longer.ends_at(), Some(1000 + 3600 + 1800));
+    assert_eq!(next_due(&store).unwrap(), Some(1000 + 3600 + 1800));
+    assert_eq!(longer.accommodations[1].granted_by, "adm");
+    let bad = accommodate(
+        &store,
+        &h,
+        &s.id,
+        "adm",
+        Grant::Weight {
+            metric: Metric::B2,
+            weight: -1.0,
+        },
+        "",
+        1013,
+    );
+    assert!(matches!(bad, Err(ProctoringError::Invalid { .. })));
+    assert_eq!(protocol::verify(&store, &s.scope()), Ok(5));
+}
+
+#[test]
 fn window_and_auto_conclusion() {
     let auto = AutoConclusion {
         positive_at_or_above: Some(90.0),
@@ -152,4 +207,42 @@ fn window_and_auto_conclusion() {
     assert_eq!(stopped.status, Status::Concluded);
     let c = stopped.conclusion.unwrap();
     assert!(c.automatic && c.positive);
+}
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn period() -> impl Strategy<Value = BTreeMap<Metric, f64>> {
+        let metric = prop::sample::select(
+            Metric::ALL
+                .iter()
+                .copied()
+                .filter(|m| !m.server_side())
+                .collect::<Vec<_>>(),
+        );
+        prop::collection::btree_map(metric, 0.0f64..=100.0, 0..5)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Whatever the stream of periods, the averages rebuilt from the
+        /// protocol equal the live ones, and so does the score.
+        #[test]
+        fn recompute_equals_live(periods in prop::collection::vec(period(), 0..20)) {
+            let (store, h) = setup(None, None);
+            let s = create(&store, &h, "adm", &new("ann"), 10).unwrap();
+            act(&store, &h, &s.id, "ann", Action::Start, 10, None).unwrap();
+            let mut live = get(&store, &h, &s.id).unwrap();
+            for (i, values) in periods.iter().enumerate() {
+                live = add_period(&store, &h, &s.id, "ann", values, 20 + i as u64).unwrap();
+            }
+            let again = protocol::recompute_averages(&store, &s.scope()).unwrap();
+            prop_assert_eq!(&again, &live.averages);
+            let store_ref: &dyn Store = &store;
+            let t = store_ref.read(|tx| templates::version(tx, &h, "final", 1)).unwrap().unwrap();
+            let rescored = metrics::score(&again, &t.weights, t.threshold).score;
+            prop_assert_eq!(Some(rescored), live.score.or(Some(100.0)));
+        }
+    }
 }

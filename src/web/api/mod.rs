@@ -6,6 +6,7 @@
 mod accounts;
 mod admin;
 mod manager;
+pub mod openapi;
 mod sessions;
 mod ws;
 
@@ -45,7 +46,26 @@ pub struct Route {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    /// The JSON body it takes, for the OpenAPI document.
+    pub body: Option<BodySchema>,
     handler: MethodRouter<Arc<WebState>>,
+}
+
+/// Produces a body's schema (a `$ref` into the document's components).
+pub type BodySchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+fn schema_of<T: schemars::JsonSchema>(
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    generator.subschema_for::<T>()
+}
+
+impl Route {
+    /// Declares the JSON body the route takes.
+    fn body<T: schemars::JsonSchema>(mut self) -> Self {
+        self.body = Some(schema_of::<T>);
+        self
+    }
 }
 
 fn route(
@@ -58,6 +78,7 @@ fn route(
         method,
         path,
         access,
+        body: None,
         handler,
     }
 }
@@ -69,6 +90,12 @@ pub fn routes() -> Vec<Route> {
     all.extend(manager::routes());
     all.extend(sessions::routes());
     all.extend(ws::routes());
+    all.push(route(
+        Method::GET,
+        "/api/v1/openapi.json",
+        Access::Open,
+        axum::routing::get(openapi::serve),
+    ));
     all
 }
 

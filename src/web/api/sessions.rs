@@ -29,20 +29,23 @@ pub(super) fn routes() -> Vec<Route> {
             "/api/v1/templates",
             HostAdmin,
             post(create_template),
-        ),
+        )
+        .body::<TemplateInput>(),
         route(
             Method::PUT,
             "/api/v1/templates/{id}",
             HostAdmin,
             put(update_template),
-        ),
+        )
+        .body::<TemplateInput>(),
         route(Method::GET, "/api/v1/sessions", Staff, get(list_sessions)),
         route(
             Method::POST,
             "/api/v1/sessions",
             HostAdmin,
             post(create_session),
-        ),
+        )
+        .body::<NewSession>(),
         route(
             Method::GET,
             "/api/v1/sessions/{id}",
@@ -54,7 +57,8 @@ pub(super) fn routes() -> Vec<Route> {
             "/api/v1/sessions/{id}/periods",
             Signed,
             post(add_period),
-        ),
+        )
+        .body::<PeriodBody>(),
         route(
             Method::GET,
             "/api/v1/sessions/{id}/score",
@@ -67,6 +71,13 @@ pub(super) fn routes() -> Vec<Route> {
             Staff,
             get(get_protocol),
         ),
+        route(
+            Method::POST,
+            "/api/v1/sessions/{id}/accommodations",
+            HostAdmin,
+            post(accommodate),
+        )
+        .body::<AccommodationBody>(),
     ];
     for (path, action) in [
         ("/api/v1/sessions/{id}/start", Action::Start),
@@ -81,7 +92,12 @@ pub(super) fn routes() -> Vec<Route> {
                   id: Path<String>,
                   body: Option<Json<Conclusion>>| { act(state, ctx, id, action, body) },
         );
-        all.push(route(Method::POST, path, Signed, handler));
+        let r = route(Method::POST, path, Signed, handler);
+        all.push(if action == Action::Conclude {
+            r.body::<Conclusion>()
+        } else {
+            r
+        });
     }
     all
 }
@@ -152,7 +168,7 @@ async fn get_session(
     Ok(Json(visible(&state, &ctx, &id)?.0))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Conclusion {
     positive: bool,
@@ -212,7 +228,7 @@ async fn act(
     Ok(Json(updated))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PeriodBody {
     values: BTreeMap<Metric, f64>,
@@ -278,6 +294,34 @@ async fn get_protocol(
         q.before,
         q.limit.unwrap_or(200),
     )?))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AccommodationBody {
+    grant: sessions::Grant,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn accommodate(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Json(body): Json<AccommodationBody>,
+) -> Result<Json<Session>, ApiError> {
+    let (s, _) = visible(&state, &ctx, &id)?;
+    let who = ctx.who()?.actor();
+    let updated = sessions::accommodate(
+        state.accounts.store.as_ref(),
+        &s.host_id,
+        &s.id,
+        &who,
+        body.grant,
+        &body.reason,
+        now_secs(),
+    )?;
+    Ok(Json(updated))
 }
 
 async fn list_sessions(
