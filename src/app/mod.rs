@@ -228,7 +228,10 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         );
     }
     let signal = tasks.shutdown_signal();
-    tasks.spawn("session-timer", session_timer(store.clone(), signal));
+    tasks.spawn(
+        "session-timer",
+        session_timer(store.clone(), hub.clone(), signal),
+    );
     let sweep_store = store.clone();
     let signal = tasks.shutdown_signal();
     tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
@@ -311,7 +314,11 @@ impl Running {
 /// timer index lives in the store, so it survives restarts; this task only
 /// wakes up when the next end time comes (or every few seconds, to pick up
 /// sessions started since).
-async fn session_timer(store: Arc<dyn Store>, signal: tasks::Shutdown) {
+async fn session_timer(
+    store: Arc<dyn Store>,
+    hub: Arc<crate::realtime::Hub>,
+    signal: tasks::Shutdown,
+) {
     use crate::proctoring::sessions;
     let stop = signal.requested();
     tokio::pin!(stop);
@@ -320,16 +327,16 @@ async fn session_timer(store: Arc<dyn Store>, signal: tasks::Shutdown) {
         let s = store.clone();
         let next = tokio::task::spawn_blocking(move || {
             let stopped = sessions::stop_due(s.as_ref(), now)?;
-            Ok::<_, crate::proctoring::ProctoringError>((
-                stopped.len(),
-                sessions::next_due(s.as_ref())?,
-            ))
+            Ok::<_, crate::proctoring::ProctoringError>((stopped, sessions::next_due(s.as_ref())?))
         })
         .await;
         let wait = match next {
-            Ok(Ok((n, next))) => {
-                if n > 0 {
-                    tracing::info!(count = n, "sessions stopped at their deadline");
+            Ok(Ok((stopped, next))) => {
+                if !stopped.is_empty() {
+                    tracing::info!(count = stopped.len(), "sessions stopped at their deadline");
+                }
+                for s in &stopped {
+                    hub.announce_status(s, sessions::Action::Stop, "invigil");
                 }
                 next.map_or(5, |at| at.saturating_sub(now).clamp(1, 5))
             }

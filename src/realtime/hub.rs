@@ -511,6 +511,36 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// Tells a session's room about a status change made elsewhere (REST, the
+    /// deadline timer), so connected clients see it without rejoining.
+    pub fn announce_status(&self, s: &Session, action: Action, by: &str) {
+        let out = json!({ "type": "status", "session": s.id, "status": s.status,
+                          "action": action.as_str(), "by": by, "conclusion": s.conclusion });
+        if let Some(room) = self.existing_room(&s.host_id, &s.id) {
+            room.send(&frame(&out), None);
+        }
+    }
+
+    /// Tells the staff in a session's room about a metric period posted over REST.
+    pub fn announce_metrics(&self, s: &Session, period: &BTreeMap<Metric, f64>) {
+        let mut out = json!({ "type": "metrics", "session": s.id, "period": period });
+        if let (Value::Object(o), Value::Object(body)) = (&mut out, metrics_body(s, None)) {
+            o.extend(body);
+        }
+        if let Some(room) = self.existing_room(&s.host_id, &s.id) {
+            room.send_metrics(&s.id, &frame(&out));
+        }
+    }
+
+    /// The room of a session if anyone is in it (announcing never creates one).
+    fn existing_room(&self, host_id: &str, id: &str) -> Option<Arc<super::room::Room>> {
+        lock(&self.rooms)
+            .get(&(host_id.to_string(), id.to_string()))
+            .cloned()
+    }
+}
+
 fn part(s: Standing) -> &'static str {
     match s {
         Standing::Student => "student",

@@ -559,3 +559,35 @@ async fn strangers_and_bad_frames_are_refused() {
     assert_eq!(code, Some(1008));
     d.stop().await;
 }
+
+#[tokio::test]
+async fn changes_made_over_rest_reach_the_room() {
+    let d = Daemon::start(&[("MANAGER_PASSWORD", PW)]).await;
+    let c = Rest::new(&d);
+    let manager = c.login("manager", PW).await;
+    let ann = c.user(&manager, "ann", "student", &[]).await;
+    let p1 = c.user(&manager, "p1", "proctor", &[]).await;
+    c.template(&manager, "t", 60).await;
+    let (_, id) = c.session(&manager, "ann", "t", &["p1"]).await;
+    c.start(&ann, &id).await;
+    let mut st = connect(&d, Open::new(&d, &ann)).await.unwrap();
+    st.join(&id, None).await;
+    let mut pa = connect(&d, Open::new(&d, &p1)).await.unwrap();
+    pa.join(&id, None).await;
+    // A period posted over REST reaches the proctor's live view.
+    let period = json!({ "values": { "b2": 40 } });
+    let path = format!("/api/v1/sessions/{id}/periods");
+    assert_eq!(c.call(Method::POST, &path, &ann, Some(period)).await.0, 200);
+    let metrics = pa.until(|f| f["type"] == "metrics").await;
+    assert_eq!(metrics.last().unwrap()["averages"]["b2"], 40.0);
+    // A pause made over REST reaches the student in the room.
+    let path = format!("/api/v1/sessions/{id}/pause");
+    assert_eq!(c.call(Method::POST, &path, &p1, None).await.0, 200);
+    let status = st.until(|f| f["type"] == "status").await;
+    let last = status.last().unwrap();
+    assert_eq!(
+        (last["status"].as_str(), last["by"].as_str()),
+        (Some("paused"), Some("p1"))
+    );
+    d.stop().await;
+}

@@ -211,6 +211,7 @@ async fn act(
         ));
     }
     let who = ctx.who()?.actor();
+    let announced_by = who.clone();
     let store = state.accounts.store.clone();
     let updated = tokio::task::spawn_blocking(move || {
         sessions::act(
@@ -225,6 +226,7 @@ async fn act(
     })
     .await
     .map_err(|e| ApiError::internal("internal", e))??;
+    state.hub.announce_status(&updated, action, &announced_by);
     Ok(Json(updated))
 }
 
@@ -261,6 +263,7 @@ async fn add_period(
         &body.values,
         now_secs(),
     )?;
+    state.hub.announce_metrics(&updated, &body.values);
     Ok(Json(updated))
 }
 
