@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod objects;
 pub mod store;
+pub mod turn;
 pub mod tls;
 pub mod web;
 

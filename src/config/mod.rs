@@ -3,11 +3,13 @@
 //! opens so that every mistake is reported at once.
 
 mod check;
+mod ipnet;
 pub mod envfile;
 pub mod password_rule;
 pub mod vars;
 
 pub use check::{MultiHostUri, parse_multi_host};
+pub use ipnet::IpNet;
 pub use password_rule::PasswordRule;
 
 use check::Checker;
@@ -143,6 +145,8 @@ pub struct Config {
     pub turn_external_ip: Option<(IpAddr, Option<IpAddr>)>,
     pub turn_min_port: u16,
     pub turn_max_port: u16,
+    pub turn_auth_secret: Option<Secret>,
+    pub turn_allowed_peers: Vec<IpNet>,
     pub log_format: LogFormat,
 }
 
@@ -433,6 +437,24 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
             format!("{turn_min_port} is above TURN_MAX_PORT {turn_max_port}"),
         );
     }
+    let turn_auth_secret = c.secret("TURN_AUTH_SECRET");
+    if turn_auth_secret.as_ref().is_some_and(|s| s.expose().len() < 16) {
+        c.error("TURN_AUTH_SECRET", "must be at least 16 characters");
+    }
+    let turn_allowed_peers = c
+        .raw("TURN_ALLOWED_PEERS")
+        .map(|raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| {
+                    s.parse::<IpNet>()
+                        .map_err(|e| c.error("TURN_ALLOWED_PEERS", e))
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let log_format = match c.string("LOG_FORMAT", "text").to_ascii_lowercase().as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -480,6 +502,8 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         turn_external_ip,
         turn_min_port,
         turn_max_port,
+        turn_auth_secret,
+        turn_allowed_peers,
         log_format,
     }
 }

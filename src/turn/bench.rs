@@ -1,0 +1,1 @@
+//! `invigil bench turn`.
