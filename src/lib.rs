@@ -10,8 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod objects;
 pub mod store;
-pub mod turn;
 pub mod tls;
+pub mod turn;
 pub mod web;
 
 /// The version reported by `/ping`, `invigil version` and the front page.

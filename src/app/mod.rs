@@ -162,7 +162,9 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
                         .map_or(config.host, |(public, _)| public)
                         .to_string()
                 }),
-                turn_port: t.as_ref().map_or(config.turn_port, |t| t.local_addr().port()),
+                turn_port: t
+                    .as_ref()
+                    .map_or(config.turn_port, |t| t.local_addr().port()),
                 https_port: https_addr.port(),
             },
         },

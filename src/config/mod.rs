@@ -3,8 +3,8 @@
 //! opens so that every mistake is reported at once.
 
 mod check;
-mod ipnet;
 pub mod envfile;
+mod ipnet;
 pub mod password_rule;
 pub mod vars;
 
@@ -438,7 +438,10 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         );
     }
     let turn_auth_secret = c.secret("TURN_AUTH_SECRET");
-    if turn_auth_secret.as_ref().is_some_and(|s| s.expose().len() < 16) {
+    if turn_auth_secret
+        .as_ref()
+        .is_some_and(|s| s.expose().len() < 16)
+    {
         c.error("TURN_AUTH_SECRET", "must be at least 16 characters");
     }
     let turn_allowed_peers = c

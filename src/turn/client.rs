@@ -8,9 +8,9 @@ use std::time::Duration;
 use stun::agent::TransactionId;
 use stun::attributes::*;
 use stun::message::{
-    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE,
-    METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_DATA, METHOD_REFRESH,
-    METHOD_SEND, Message, MessageType, Method,
+    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE,
+    METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_DATA, METHOD_REFRESH, METHOD_SEND,
+    Message, MessageType, Method,
 };
 use tokio::net::UdpSocket;
 
@@ -35,11 +35,19 @@ pub struct Client {
 
 impl Client {
     /// A client on a fresh loopback (or unspecified) UDP port.
-    pub async fn new(server: SocketAddr, username: &str, password: &str) -> Result<Self, TurnError> {
+    pub async fn new(
+        server: SocketAddr,
+        username: &str,
+        password: &str,
+    ) -> Result<Self, TurnError> {
         let local: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().map_err(|_| TurnError::Invalid("address".into()))?
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| TurnError::Invalid("address".into()))?
         } else {
-            "[::]:0".parse().map_err(|_| TurnError::Invalid("address".into()))?
+            "[::]:0"
+                .parse()
+                .map_err(|_| TurnError::Invalid("address".into()))?
         };
         let sock = UdpSocket::bind(local).await?;
         sock.connect(server).await?;
@@ -74,7 +82,13 @@ impl Client {
         Ok(buf)
     }
 
-    /// Forgets the nonce, as if it had never been received.
+    /// Uses other credentials on the same 5-tuple from now on.
+    pub fn set_credentials(&mut self, username: &str, password: &str) {
+        self.username = username.to_string();
+        self.password = password.to_string();
+    }
+
+    /// Replaces the nonce (tests use it to send stale or foreign ones).
     pub fn set_nonce(&mut self, nonce: Option<String>) {
         self.nonce = nonce;
     }
@@ -83,7 +97,12 @@ impl Client {
         self.nonce.as_deref()
     }
 
-    fn build(&self, method: Method, tid: TransactionId, add: &dyn Fn(&mut Message)) -> Result<Vec<u8>, TurnError> {
+    fn build(
+        &self,
+        method: Method,
+        tid: TransactionId,
+        add: &dyn Fn(&mut Message),
+    ) -> Result<Vec<u8>, TurnError> {
         let mut m = Message::new();
         m.typ = MessageType::new(method, CLASS_REQUEST);
         m.transaction_id = tid;
@@ -94,7 +113,11 @@ impl Client {
                 m.add(ATTR_USERNAME, self.username.as_bytes());
                 m.add(ATTR_REALM, realm.as_bytes());
                 m.add(ATTR_NONCE, nonce.as_bytes());
-                Some(super::credentials::long_term_key(&self.username, realm, &self.password))
+                Some(super::credentials::long_term_key(
+                    &self.username,
+                    realm,
+                    &self.password,
+                ))
             }
             _ => None,
         };
@@ -155,13 +178,17 @@ impl Client {
                 reason: msg::reason(code).to_string(),
             });
         }
-        Err(TurnError::Invalid("the server keeps asking for credentials".into()))
+        Err(TurnError::Invalid(
+            "the server keeps asking for credentials".into(),
+        ))
     }
 
     /// Allocates a UDP relay: (relayed address, mapped address, lifetime).
     pub async fn allocate(&mut self) -> Result<(SocketAddr, SocketAddr, u32), TurnError> {
         let m = self
-            .request(METHOD_ALLOCATE, &|m| m.add(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]))
+            .request(METHOD_ALLOCATE, &|m| {
+                m.add(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+            })
             .await?;
         let tid = m.transaction_id.0;
         let relayed = msg::attr(&m, ATTR_XOR_RELAYED_ADDRESS)
@@ -176,7 +203,9 @@ impl Client {
     /// Refreshes (0 deletes); returns the granted lifetime.
     pub async fn refresh(&mut self, seconds: u32) -> Result<u32, TurnError> {
         let m = self
-            .request(METHOD_REFRESH, &|m| m.add(ATTR_LIFETIME, &seconds.to_be_bytes()))
+            .request(METHOD_REFRESH, &|m| {
+                m.add(ATTR_LIFETIME, &seconds.to_be_bytes())
+            })
             .await?;
         Ok(lifetime(&m))
     }
@@ -191,7 +220,10 @@ impl Client {
 
     pub async fn channel_bind(&mut self, channel: u16, peer: SocketAddr) -> Result<(), TurnError> {
         self.request(METHOD_CHANNEL_BIND, &|m| {
-            m.add(ATTR_CHANNEL_NUMBER, &[(channel >> 8) as u8, channel as u8, 0, 0]);
+            m.add(
+                ATTR_CHANNEL_NUMBER,
+                &[(channel >> 8) as u8, channel as u8, 0, 0],
+            );
             let _ = msg::add_xor_addr(m, ATTR_XOR_PEER_ADDRESS, peer);
         })
         .await

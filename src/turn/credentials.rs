@@ -6,7 +6,7 @@
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch (0 if the clock is before 1970).
@@ -108,15 +108,16 @@ impl Authenticator {
         Lookup::Key(long_term_key(username, &self.realm, &password))
     }
 
-    fn nonce_mac(&self, expiry: u64, client: IpAddr) -> [u8; 8] {
+    fn nonce_mac(&self, expiry: u64, client: SocketAddr) -> [u8; 8] {
         let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(&self.nonce_key) else {
             return [0; 8];
         };
         mac.update(&expiry.to_be_bytes());
-        match client {
+        match client.ip() {
             IpAddr::V4(v4) => mac.update(&v4.octets()),
             IpAddr::V6(v6) => mac.update(&v6.octets()),
         }
+        mac.update(&client.port().to_be_bytes());
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; 8];
         out.copy_from_slice(&full[..8]);
@@ -124,14 +125,17 @@ impl Authenticator {
     }
 
     /// A fresh nonce for `client`: its expiry and an HMAC binding it to the
-    /// client address, so no state is kept and a nonce replayed from another
-    /// address is refused.
-    pub fn nonce(&self, client: IpAddr) -> String {
+    /// client address and port, so no state is kept and a nonce replayed from
+    /// another 5-tuple is refused.
+    pub fn nonce(&self, client: SocketAddr) -> String {
         let expiry = unix_now_ms() + self.nonce_ttl.as_millis() as u64;
-        format!("{expiry:016x}{}", hex::encode(self.nonce_mac(expiry, client)))
+        format!(
+            "{expiry:016x}{}",
+            hex::encode(self.nonce_mac(expiry, client))
+        )
     }
 
-    pub fn check_nonce(&self, nonce: &str, client: IpAddr) -> NonceCheck {
+    pub fn check_nonce(&self, nonce: &str, client: SocketAddr) -> NonceCheck {
         if nonce.len() != 32 {
             return NonceCheck::Foreign;
         }
@@ -303,14 +307,17 @@ mod tests {
             b"s".to_vec(),
             Duration::from_secs(60),
         );
-        assert_eq!(a.key_for("bob", 0), Lookup::Key(long_term_key("bob", "r", "pw")));
+        assert_eq!(
+            a.key_for("bob", 0),
+            Lookup::Key(long_term_key("bob", "r", "pw"))
+        );
     }
 
     #[test]
     fn nonces_bind_address_and_expire() {
         let a = Authenticator::new("r", None, vec![1], Duration::from_millis(50));
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        let ip: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let other: SocketAddr = "127.0.0.1:5001".parse().unwrap();
         let n = a.nonce(ip);
         assert_eq!(a.check_nonce(&n, ip), NonceCheck::Valid);
         assert_eq!(a.check_nonce(&n, other), NonceCheck::Foreign);
@@ -336,7 +343,10 @@ mod tests {
         assert_eq!(s.expires, 3700);
         let server = &s.ice_servers[0];
         assert_eq!(server.username, "3700:student_7");
-        assert_eq!(server.credential, rest_password(b"secret", "3700:student_7"));
+        assert_eq!(
+            server.credential,
+            rest_password(b"secret", "3700:student_7")
+        );
         assert_eq!(
             server.urls,
             [
@@ -357,7 +367,12 @@ mod tests {
             3478,
         )
         .unwrap();
-        let m = Minter::new(b"k".to_vec(), Target::External { urls: external_urls(&uri) });
+        let m = Minter::new(
+            b"k".to_vec(),
+            Target::External {
+                urls: external_urls(&uri),
+            },
+        );
         let s = m.mint("p", Duration::from_secs(60));
         assert_eq!(
             s.ice_servers[0].urls,

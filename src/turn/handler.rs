@@ -108,14 +108,17 @@ fn authenticate(sh: &Shared, m: &Message, client: SocketAddr) -> Result<Authed, 
     let challenge = |code: u16| -> Option<Vec<u8>> {
         if code == 401 {
             TurnMetrics::add(&sh.metrics.unauthorized, 1);
-            if !sh.storms.allow(client.ip(), sh.settings.quotas.unauthorized_per_ip) {
+            if !sh
+                .storms
+                .allow(client.ip(), sh.settings.quotas.unauthorized_per_ip)
+            {
                 TurnMetrics::add(&sh.metrics.dropped, 1);
                 return None;
             }
         }
         let mut r = msg::error(m, code);
         r.add(ATTR_REALM, sh.auth.realm().as_bytes());
-        r.add(ATTR_NONCE, sh.auth.nonce(client.ip()).as_bytes());
+        r.add(ATTR_NONCE, sh.auth.nonce(client).as_bytes());
         finish(r, None)
     };
     let has_integrity =
@@ -133,7 +136,7 @@ fn authenticate(sh: &Shared, m: &Message, client: SocketAddr) -> Result<Authed, 
     if realm != sh.auth.realm() {
         return Err(challenge(401));
     }
-    if sh.auth.check_nonce(nonce, client.ip()) != NonceCheck::Valid {
+    if sh.auth.check_nonce(nonce, client) != NonceCheck::Valid {
         return Err(challenge(438));
     }
     let key = match sh.auth.key_for(username, unix_now()) {
@@ -153,15 +156,18 @@ fn authenticate(sh: &Shared, m: &Message, client: SocketAddr) -> Result<Authed, 
 fn lifetime_attr(m: &Message) -> Result<Option<Duration>, u16> {
     match msg::attr(m, ATTR_LIFETIME) {
         None => Ok(None),
-        Some(v) if v.len() == 4 => Ok(Some(Duration::from_secs(u64::from(
-            u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
-        )))),
+        Some(v) if v.len() == 4 => Ok(Some(Duration::from_secs(u64::from(u32::from_be_bytes([
+            v[0], v[1], v[2], v[3],
+        ]))))),
         Some(_) => Err(400),
     }
 }
 
 fn add_lifetime(r: &mut Message, d: Duration) {
-    r.add(ATTR_LIFETIME, &(d.as_secs().min(u64::from(u32::MAX)) as u32).to_be_bytes());
+    r.add(
+        ATTR_LIFETIME,
+        &(d.as_secs().min(u64::from(u32::MAX)) as u32).to_be_bytes(),
+    );
 }
 
 async fn allocate(

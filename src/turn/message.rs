@@ -8,8 +8,8 @@ use stun::attributes::*;
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
 use stun::message::{
-    CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, MAGIC_COOKIE, Message, MessageClass,
-    MessageType, Setter,
+    CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, MAGIC_COOKIE, Message, MessageClass, MessageType,
+    Setter,
 };
 
 pub const ATTR_MESSAGE_INTEGRITY_SHA256: AttrType = AttrType(0x001C);
@@ -77,7 +77,9 @@ pub fn frame(buf: &[u8], stream: bool) -> Result<Option<(Kind, usize)>, TurnErro
     let (kind, total) = match buf[0] >> 6 {
         0 => {
             if len % 4 != 0 {
-                return Err(TurnError::Malformed(format!("length {len} is not a multiple of 4")));
+                return Err(TurnError::Malformed(format!(
+                    "length {len} is not a multiple of 4"
+                )));
             }
             (Kind::Stun, HEADER + len)
         }
@@ -119,10 +121,15 @@ pub fn channel_header(channel: u16, len: usize) -> [u8; 4] {
 /// Parses one STUN message that must fill `buf` exactly.
 pub fn parse(buf: &[u8]) -> Result<Message, TurnError> {
     if buf.len() < HEADER {
-        return Err(TurnError::Malformed(format!("{} bytes is shorter than a header", buf.len())));
+        return Err(TurnError::Malformed(format!(
+            "{} bytes is shorter than a header",
+            buf.len()
+        )));
     }
     if buf[0] >> 6 != 0 {
-        return Err(TurnError::Malformed("the two leading bits are not zero".into()));
+        return Err(TurnError::Malformed(
+            "the two leading bits are not zero".into(),
+        ));
     }
     let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
     if len % 4 != 0 || HEADER + len != buf.len() {
@@ -318,7 +325,11 @@ pub fn verify(m: &Message, key: &[u8]) -> Option<Result<Integrity, ()>> {
         };
         mac.update(&header);
         mac.update(body);
-        Some(mac.verify_slice(value).map(|()| Integrity::Sha1).map_err(|_| ()))
+        Some(
+            mac.verify_slice(value)
+                .map(|()| Integrity::Sha1)
+                .map_err(|_| ()),
+        )
     } else {
         if !(16..=32).contains(&len) || len % 4 != 0 {
             return Some(Err(()));
@@ -369,7 +380,10 @@ mod tests {
                 assert_eq!(got, None, "cut {cut}");
             }
         }
-        assert_eq!(frame(&stream, true).unwrap(), Some((Kind::Stun, m.raw.len())));
+        assert_eq!(
+            frame(&stream, true).unwrap(),
+            Some((Kind::Stun, m.raw.len()))
+        );
         let rest = &stream[m.raw.len()..];
         assert_eq!(frame(rest, true).unwrap(), Some((Kind::ChannelData, 12)));
         assert_eq!(frame(rest, false).unwrap(), Some((Kind::ChannelData, 9)));
@@ -434,6 +448,9 @@ mod tests {
         m.add(AttrType(0x7777), b"");
         m.add(AttrType(0x8888), b"");
         m.add(ATTR_LIFETIME, &[0, 0, 0, 1]);
-        assert_eq!(unknown_required(&parse(&m.raw).unwrap()), vec![AttrType(0x7777)]);
+        assert_eq!(
+            unknown_required(&parse(&m.raw).unwrap()),
+            vec![AttrType(0x7777)]
+        );
     }
 }

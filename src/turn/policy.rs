@@ -187,7 +187,8 @@ mod tests {
     fn verdict(policy: &PeerPolicy, addr: &str) -> Result<(), Denied> {
         let own: SocketAddr = "127.0.0.1:50000".parse().unwrap();
         let ip: IpAddr = addr.parse().unwrap();
-        policy.check(SocketAddr::new(ip, 50000), |a| a == own)
+        policy
+            .check(SocketAddr::new(ip, 50000), |a| a == own)
             .and_then(|()| policy.check(SocketAddr::new(ip, 50001), |a| a == own))
     }
 
@@ -278,7 +279,10 @@ mod tests {
         ]);
         let none = |_| false;
         assert_eq!(p.check("10.20.3.4:9".parse().unwrap(), none), Ok(()));
-        assert_eq!(p.check("[::ffff:10.20.3.4]:9".parse().unwrap(), none), Ok(()));
+        assert_eq!(
+            p.check("[::ffff:10.20.3.4]:9".parse().unwrap(), none),
+            Ok(())
+        );
         assert_eq!(
             p.check("10.21.3.4:9".parse().unwrap(), none),
             Err(Denied::Private)

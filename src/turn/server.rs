@@ -177,9 +177,7 @@ impl TurnServer {
 
     /// The address UDP and TCP listen on (same port).
     pub fn local_addr(&self) -> SocketAddr {
-        self.udp
-            .local_addr()
-            .unwrap_or(self.shared.settings.listen)
+        self.udp.local_addr().unwrap_or(self.shared.settings.listen)
     }
 
     pub fn metrics(&self) -> Arc<TurnMetrics> {

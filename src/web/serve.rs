@@ -3,6 +3,7 @@
 //! and give in-flight requests a grace period before connections are dropped.
 
 use super::PeerAddr;
+use crate::turn::server::TurnServer;
 use axum::Router;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -14,7 +15,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use crate::turn::server::TurnServer;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 

@@ -4,3 +4,4 @@ mod blackbox;
 mod daemon;
 mod harness;
 mod objects;
+mod turn;
