@@ -492,7 +492,7 @@ async fn tcp_stream_split_at_every_byte() {
         s.write_all(std::slice::from_ref(b)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let mut got = vec![0u8; 2 * 44];
+    let mut got = [0u8; 2 * 44];
     let mut have = 0;
     while have < 2 * 20 {
         let n = tokio::time::timeout(WAIT, s.read(&mut got[have..]))
@@ -559,10 +559,46 @@ async fn daemon_serves_turn_and_mints_credentials_it_accepts() {
         .unwrap()
         .unwrap();
     assert_eq!(&head[8..], &binding.transaction_id.0);
+    // TURN over TLS on the HTTPS port, chosen by ALPN `stun.turn`.
+    let mut tls = tls_connect(&d, &[b"stun.turn"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"stun.turn"[..]));
+    let mut c = Message::new();
+    c.build(&[Box::new(BINDING_REQUEST), Box::new(TransactionId::new())])
+        .unwrap();
+    tls.write_all(&c.raw).await.unwrap();
+    let mut head = [0u8; 20];
+    tokio::time::timeout(WAIT, tls.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&head[8..], &c.transaction_id.0);
     // HTTPS still works next to it.
     let r = d.client.get(d.url("/ping")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     d.stop().await;
+}
+
+/// A TLS connection to the daemon's HTTPS port offering `alpn`.
+async fn tls_connect(d: &Daemon, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls::pki_types::CertificateDer::pem_slice_iter(&harness::self_signed_pem(&d.data_dir))
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(d.running.https_addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
 }
 
 #[tokio::test]
