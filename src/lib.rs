@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod objects;
+pub mod proctoring;
 pub mod store;
 pub mod tls;
 pub mod turn;

@@ -10,6 +10,7 @@ pub mod tasks;
 
 use crate::VERSION;
 use crate::auth::manager::{self, Bootstrap};
+use crate::auth::{Accounts, Policy};
 use crate::config::Config;
 use crate::config::{ConfigError, ConfigErrors, Secret};
 use crate::objects::Objects;
@@ -69,7 +70,6 @@ pub struct Running {
 pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Running, AppError> {
     let checked = preflight::run(&config).map_err(AppError::Preflight)?;
     let session_key = secrets::session_key(&config).map_err(AppError::Secrets)?;
-    tracing::debug!(bytes = session_key.len(), "session key ready");
     // Bind before opening the store so that a port in use is reported as a
     // configuration error and nothing is half-started.
     let (https, http) = bind(&config).await.map_err(AppError::Preflight)?;
@@ -84,6 +84,14 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             .await?,
         ),
     };
+    let mut config = config;
+    if config.port == 0
+        && let (Ok(addr), Some(default)) =
+            (https.local_addr(), config.manager_host.strip_suffix(":0"))
+    {
+        // PORT=0 picks a free port; the default MANAGER_HOST follows it.
+        config.manager_host = format!("{default}:{}", addr.port());
+    }
 
     let db_path = config.data_dir.join("invigil.redb");
     let store = crate::store::open(&db_path, crate::store::MIGRATIONS)?;
@@ -91,6 +99,33 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         Some(uri) => Objects::from_minio_uri(uri.expose())?,
         None => Objects::local(config.data_dir.join("objects"))?,
     };
+    crate::auth::hosts::ensure_default(store.as_ref(), &config.manager_host)?;
+    // The configuration in force is part of the record (no secrets: only
+    // whether they are set).
+    crate::auth::audit::record(
+        store.as_ref(),
+        crate::auth::audit::INSTANCE,
+        crate::auth::audit::Event::new("invigil", "started", VERSION)
+            .with("tls", checked.tls_mode)
+            .with("manager_host", &config.manager_host)
+            .with(
+                "objects",
+                if config.minio_uri.is_some() {
+                    "s3"
+                } else {
+                    "local"
+                },
+            )
+            .with(
+                "session_key",
+                if config.session_key.is_some() {
+                    "SESSION_KEY"
+                } else {
+                    "generated"
+                },
+            )
+            .with("password_rule", config.password_rule.source()),
+    )?;
     let generated = match manager::ensure(
         store.as_ref(),
         &config.manager_username,
@@ -115,6 +150,11 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             },
         ),
         upload_limit_bytes: config.upload_limit_bytes,
+        accounts: Arc::new(Accounts::new(
+            store.clone(),
+            Policy::from_config(&config),
+            session_key,
+        )),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {
@@ -176,6 +216,9 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             serve::serve_redirect(http, https_addr.port(), limits, signal.requested()),
         );
     }
+    let sweep_store = store.clone();
+    let signal = tasks.shutdown_signal();
+    tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,
@@ -201,6 +244,31 @@ impl Running {
         }
         drop(self.store);
         tracing::info!("stopped");
+    }
+}
+
+/// Removes expired sign-in sessions now and then, so the table does not grow
+/// with every visit that never signed out.
+async fn sweep_sessions(store: Arc<dyn Store>, signal: tasks::Shutdown) {
+    let stop = signal.requested();
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let store = store.clone();
+                let swept = tokio::task::spawn_blocking(move || {
+                    crate::auth::sessions::sweep(store.as_ref(), crate::auth::now_secs())
+                })
+                .await;
+                match swept {
+                    Ok(Ok(n)) if n > 0 => tracing::debug!(expired = n, "sign-in sessions swept"),
+                    Ok(Err(e)) => tracing::warn!("sweeping sign-in sessions failed: {e}"),
+                    _ => {}
+                }
+            }
+            () = &mut stop => return,
+        }
     }
 }
 

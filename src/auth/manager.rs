@@ -6,7 +6,8 @@ use crate::config::{PasswordRule, Secret};
 use crate::store::{Store, catalog};
 use serde::{Deserialize, Serialize};
 
-const KEY: &[u8] = b"manager";
+/// The manager's key in the users tree (host users' keys contain a NUL).
+pub const KEY: &[u8] = b"manager";
 
 /// The stored manager record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -18,6 +19,13 @@ pub struct ManagerRecord {
     /// but a password change.
     pub must_change_password: bool,
     pub created_at: u64,
+    #[serde(default)]
+    pub failed_attempts: u32,
+    #[serde(default)]
+    pub locked_until: u64,
+    /// Hashes of previous passwords, newest first.
+    #[serde(default)]
+    pub password_history: Vec<String>,
 }
 
 /// What the first start did about the manager.
@@ -60,6 +68,9 @@ pub fn ensure(
         password_hash: password::hash(&plain)?,
         must_change_password,
         created_at: now_secs(),
+        failed_attempts: 0,
+        locked_until: 0,
+        password_history: Vec::new(),
     };
     store.write(|tx| {
         // Another writer may have won a race since `load`; keep theirs.

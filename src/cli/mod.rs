@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         what: Bench,
     },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +68,17 @@ enum Bench {
         /// `udp`, `tcp` or both.
         #[arg(long, value_delimiter = ',', default_value = "udp,tcp")]
         transports: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit chains offline from DATA_DIR (the server must be
+    /// stopped); exits 1 naming the first bad entry.
+    Verify {
+        /// Only this host's chain (its id), or `instance`.
+        #[arg(long)]
+        host: Option<String>,
     },
 }
 
@@ -117,6 +133,9 @@ pub fn main() -> ExitCode {
                     .map(|_| ())
             })
         }
+        Command::Audit {
+            command: AuditCommand::Verify { host },
+        } => audit_verify(cli.env_file, host),
     }
 }
 
@@ -200,6 +219,49 @@ fn check_config(env_file: Option<PathBuf>) -> ExitCode {
             eprintln!("error: {p}");
         }
         ExitCode::from(EXIT_BAD_CONFIG)
+    }
+}
+
+fn audit_verify(env_file: Option<PathBuf>, only: Option<String>) -> ExitCode {
+    use crate::auth::audit;
+    let loaded = match load(env_file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let path = loaded.config.data_dir.join("invigil.redb");
+    if !path.exists() {
+        eprintln!("invigil: no database at {}", path.display());
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    let store = match crate::store::open(&path, crate::store::MIGRATIONS) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("invigil: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let scopes = match (only, audit::scopes(store.as_ref())) {
+        (Some(h), _) => vec![h],
+        (None, Ok(all)) => all,
+        (None, Err(e)) => {
+            eprintln!("invigil: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut bad = false;
+    for scope in scopes {
+        match audit::verify(store.as_ref(), &scope) {
+            Ok(n) => println!("{scope}: {n} entries, chain intact"),
+            Err(e) => {
+                println!("{scope}: BROKEN: {e}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -33,15 +33,30 @@ impl fmt::Display for Tree {
 pub const META: Tree = Tree("meta");
 /// User accounts.
 pub const USERS: Tree = Tree("users");
-/// Hosts (exam machines) known to the server.
+/// Hosts: one per institution domain (the vendor's "host configuration").
 pub const HOSTS: Tree = Tree("hosts");
+/// Domain name (as in the Host header) → host id.
+pub const HOST_DOMAINS: Tree = Tree("host_domains");
+/// API keys by key id (only a hash of each secret is kept).
+pub const API_KEYS: Tree = Tree("api_keys");
 /// Login sessions of users.
 pub const AUTH_SESSIONS: Tree = Tree("auth_sessions");
+/// Template versions: host, template id, version.
+pub const TEMPLATES: Tree = Tree("templates");
 /// Append-only audit log.
 pub const AUDIT: Tree = Tree("audit");
 
 /// Every tree, in the order backends create them. Add new trees here too.
-pub const ALL: &[Tree] = &[META, USERS, HOSTS, AUTH_SESSIONS, AUDIT];
+pub const ALL: &[Tree] = &[
+    META,
+    USERS,
+    HOSTS,
+    HOST_DOMAINS,
+    API_KEYS,
+    AUTH_SESSIONS,
+    TEMPLATES,
+    AUDIT,
+];
 
 #[cfg(test)]
 mod tests {

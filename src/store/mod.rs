@@ -12,6 +12,7 @@
 //! work on a blocking thread.
 
 pub mod catalog;
+pub mod chain;
 mod error;
 mod memory;
 pub mod migrate;

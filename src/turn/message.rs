@@ -389,7 +389,9 @@ mod tests {
         assert_eq!(frame(rest, false).unwrap(), Some((Kind::ChannelData, 9)));
         assert_eq!(channel_data(&rest[..9]), Some((0x4001, &b"hello"[..])));
         assert_eq!(channel_data(&rest[..8]), None);
-        assert!(frame(b"GET / HTTP/1.1", true).is_err());
+        // Neither STUN (00) nor ChannelData (01) in the two leading bits.
+        assert!(frame(b"\x80\x01\x00\x00", true).is_err());
+        assert!(frame(b"\x16\x03\x01\x02\x00", true).is_err(), "TLS record");
     }
 
     #[test]

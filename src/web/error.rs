@@ -13,7 +13,14 @@ pub const TABLE: &[(&str, StatusCode)] = &[
     ("bad_request", StatusCode::BAD_REQUEST),
     ("invalid_json", StatusCode::BAD_REQUEST),
     ("unauthorized", StatusCode::UNAUTHORIZED),
+    ("invalid_credentials", StatusCode::UNAUTHORIZED),
+    ("invalid_token", StatusCode::UNAUTHORIZED),
     ("forbidden", StatusCode::FORBIDDEN),
+    ("csrf", StatusCode::FORBIDDEN),
+    ("password_change_required", StatusCode::FORBIDDEN),
+    ("host_expired", StatusCode::FORBIDDEN),
+    ("host_disabled", StatusCode::FORBIDDEN),
+    ("volume_exhausted", StatusCode::FORBIDDEN),
     ("not_found", StatusCode::NOT_FOUND),
     ("unknown_host", StatusCode::NOT_FOUND),
     ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
@@ -22,6 +29,8 @@ pub const TABLE: &[(&str, StatusCode)] = &[
     ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
     ("range_not_satisfiable", StatusCode::RANGE_NOT_SATISFIABLE),
     ("unprocessable", StatusCode::UNPROCESSABLE_ENTITY),
+    ("invalid_field", StatusCode::UNPROCESSABLE_ENTITY),
+    ("password_rejected", StatusCode::UNPROCESSABLE_ENTITY),
     ("locked", StatusCode::LOCKED),
     ("too_many_requests", StatusCode::TOO_MANY_REQUESTS),
     ("internal", StatusCode::INTERNAL_SERVER_ERROR),
@@ -56,6 +65,8 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
 pub struct ApiError {
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (lock-outs and rate limits).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -69,6 +80,7 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -108,7 +120,57 @@ impl IntoResponse for ApiError {
             error: self.code,
             message: &self.message,
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::internal("storage_error", e)
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError as A;
+        let message = e.to_string();
+        let code = match &e {
+            A::Store(inner) => return ApiError::internal("storage_error", inner),
+            A::Hash(detail) => return ApiError::internal("internal", detail),
+            A::InvalidCredentials => "invalid_credentials",
+            A::Locked { retry_after_secs } | A::RateLimited { retry_after_secs } => {
+                let code = if matches!(e, A::Locked { .. }) {
+                    "locked"
+                } else {
+                    "too_many_requests"
+                };
+                return ApiError {
+                    code,
+                    message,
+                    retry_after: Some(*retry_after_secs),
+                };
+            }
+            A::Unauthenticated => "unauthorized",
+            A::Forbidden(_) => "forbidden",
+            A::PasswordChangeRequired => "password_change_required",
+            A::PasswordRejected(_) => "password_rejected",
+            A::Csrf(_) => "csrf",
+            A::UnknownHost(_) => "unknown_host",
+            A::NotFound(_) => "not_found",
+            A::Conflict(_) => "conflict",
+            A::Invalid { .. } => "invalid_field",
+            A::HostExpired(_) => "host_expired",
+            A::VolumeExhausted(_) => "volume_exhausted",
+            A::HostDisabled => "host_disabled",
+            A::Token(_) => "invalid_token",
+        };
+        ApiError::new(code, message)
     }
 }
 
@@ -147,6 +209,55 @@ mod tests {
         assert_eq!(code_for_status(StatusCode::NOT_FOUND), "not_found");
         assert_eq!(code_for_status(StatusCode::IM_A_TEAPOT), "bad_request");
         assert_eq!(code_for_status(StatusCode::BAD_GATEWAY), "internal");
+    }
+
+    #[test]
+    fn every_account_error_maps_to_a_listed_code() {
+        use crate::auth::AuthError as A;
+        let all = [
+            A::InvalidCredentials,
+            A::Locked {
+                retry_after_secs: 5,
+            },
+            A::RateLimited {
+                retry_after_secs: 5,
+            },
+            A::Unauthenticated,
+            A::Forbidden("x".into()),
+            A::PasswordChangeRequired,
+            A::PasswordRejected("x".into()),
+            A::Csrf("x".into()),
+            A::UnknownHost("x".into()),
+            A::NotFound("x".into()),
+            A::Conflict("x".into()),
+            A::invalid("f", "m"),
+            A::HostExpired("x".into()),
+            A::VolumeExhausted(1),
+            A::HostDisabled,
+            A::Token("x".into()),
+            A::Hash("x".into()),
+            A::Store(crate::store::StoreError::Backend("x".into())),
+        ];
+        for e in all {
+            let debug = format!("{e:?}");
+            let api = ApiError::from(e);
+            assert!(
+                TABLE.iter().any(|(c, _)| *c == api.code),
+                "{debug} → {}",
+                api.code
+            );
+        }
+        let locked = ApiError::from(A::Locked {
+            retry_after_secs: 7,
+        });
+        assert_eq!(
+            (locked.status(), locked.retry_after),
+            (StatusCode::LOCKED, Some(7))
+        );
+        let hidden = ApiError::from(A::Store(crate::store::StoreError::Backend(
+            "/secret/path".into(),
+        )));
+        assert!(!hidden.message.contains("/secret/path"));
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! HTTP: the axum router, its middleware, the listeners and the error table.
 
+pub mod api;
 pub mod assets;
 pub mod error;
 pub mod metrics;
@@ -31,6 +32,7 @@ pub struct WebState {
     pub metrics: Metrics,
     pub assets: Assets,
     pub upload_limit_bytes: u64,
+    pub accounts: Arc<crate::auth::Accounts>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in
@@ -44,6 +46,7 @@ pub fn router(state: Arc<WebState>, extra: Router<Arc<WebState>>) -> Router {
         .route("/api/{*rest}", get(api_not_found).post(api_not_found))
         .route("/", get(static_file))
         .route("/{*path}", get(static_file))
+        .merge(api::router(state.clone()))
         .merge(extra)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), body_limit))

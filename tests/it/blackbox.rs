@@ -104,6 +104,7 @@ fn serve(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
     // Port 0: the kernel picks free ports and the banner says which.
     cmd.env("PORT", "0")
         .env("HTTP_PORT", "0")
+        .env("TURN_PORT", "0")
         .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap());
@@ -206,6 +207,7 @@ fn json_logs_and_second_instance_refused() {
     let mut second = invigil(dir.path())
         .env("PORT", "0")
         .env("HTTP_PORT", "off")
+        .env("TURN_PORT", "0")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -230,4 +232,63 @@ fn json_logs_and_second_instance_refused() {
         Some(0)
     );
     let _ = std::io::stderr().flush();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_passes_then_names_an_altered_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &[("MANAGER_PASSWORD", "Manager pass 123")]);
+    let client = client_for(dir.path(), server.https);
+    let base = format!("https://localhost:{}", server.https.port());
+    let login = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "username": "manager", "password": "Manager pass 123" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let wrong = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "username": "manager", "password": "not the password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    sigterm(&server.child);
+    assert_eq!(
+        wait_exit(&mut server.child, Duration::from_secs(5)),
+        Some(0)
+    );
+
+    let verify = || {
+        invigil(dir.path())
+            .args(["audit", "verify"])
+            .output()
+            .unwrap()
+    };
+    let ok = verify();
+    let stdout = String::from_utf8_lossy(&ok.stdout).to_string();
+    assert_eq!(ok.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("instance: ") && stdout.contains("chain intact"),
+        "{stdout}"
+    );
+
+    // One byte of one entry changed on disk: the failed sign-in's action.
+    let db = dir.path().join("invigil.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let needle = b"sign_in_failed";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the entry is on disk");
+    bytes[at + 3] = b'X';
+    std::fs::write(&db, bytes).unwrap();
+    let bad = verify();
+    let stdout = String::from_utf8_lossy(&bad.stdout).to_string();
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("instance: BROKEN") && stdout.contains("altered"),
+        "{stdout}"
+    );
 }

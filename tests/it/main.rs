@@ -1,5 +1,6 @@
 //! All integration tests of invigil, in one test binary.
 
+mod accounts;
 mod blackbox;
 mod daemon;
 mod harness;

@@ -1,0 +1,196 @@
+//! The manager's part: hosts, instance API keys, and the audit log of every
+//! scope. Only on MANAGER_HOST.
+
+use super::admin::{AuditQuery, CreatedKey, NewKey, parse_scope};
+use super::{Access, Ctx, Route, route};
+use crate::auth::hosts::{self, Host, HostInput};
+use crate::auth::{apikeys, audit};
+use crate::web::WebState;
+use crate::web::error::ApiError;
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::routing::{delete, get, patch, post};
+use http::{Method, StatusCode};
+use serde::Serialize;
+use std::sync::Arc;
+
+pub(super) fn routes() -> Vec<Route> {
+    use Access::Manager as M;
+    vec![
+        route(Method::GET, "/api/v1/hosts", M, get(list_hosts)),
+        route(Method::POST, "/api/v1/hosts", M, post(create_host)),
+        route(Method::GET, "/api/v1/hosts/{id}", M, get(get_host)),
+        route(Method::PATCH, "/api/v1/hosts/{id}", M, patch(update_host)),
+        route(
+            Method::POST,
+            "/api/v1/hosts/{id}/users",
+            M,
+            post(create_host_user),
+        ),
+        route(Method::GET, "/api/v1/instance/keys", M, get(list_keys)),
+        route(Method::POST, "/api/v1/instance/keys", M, post(create_key)),
+        route(
+            Method::DELETE,
+            "/api/v1/instance/keys/{id}",
+            M,
+            delete(revoke_key),
+        ),
+        route(Method::GET, "/api/v1/instance/audit", M, get(list_audit)),
+    ]
+}
+
+/// A host as the manager sees it: JWT secrets are never listed.
+#[derive(Serialize)]
+struct HostView {
+    id: String,
+    domains: Vec<String>,
+    title: String,
+    valid_until: Option<u64>,
+    volume: Option<u64>,
+    sessions_used: u64,
+    retention_days: Option<u32>,
+    disabled: bool,
+    jwt_roles: Vec<crate::auth::Role>,
+    created_at: u64,
+}
+
+impl From<Host> for HostView {
+    fn from(h: Host) -> Self {
+        HostView {
+            id: h.id,
+            domains: h.domains,
+            title: h.title,
+            valid_until: h.valid_until,
+            volume: h.volume,
+            sessions_used: h.sessions_used,
+            retention_days: h.retention_days,
+            disabled: h.disabled,
+            jwt_roles: h.jwt_roles,
+            created_at: h.created_at,
+        }
+    }
+}
+
+async fn list_hosts(State(state): State<Arc<WebState>>) -> Result<Json<Vec<HostView>>, ApiError> {
+    let all = hosts::list(state.accounts.store.as_ref())?;
+    Ok(Json(all.into_iter().map(HostView::from).collect()))
+}
+
+async fn create_host(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Json(input): Json<HostInput>,
+) -> Result<(StatusCode, Json<HostView>), ApiError> {
+    let host = hosts::create(
+        state.accounts.store.as_ref(),
+        ctx.who()?,
+        &input,
+        &ctx.client,
+    )?;
+    Ok((StatusCode::CREATED, Json(host.into())))
+}
+
+async fn get_host(
+    State(state): State<Arc<WebState>>,
+    Path(id): Path<String>,
+) -> Result<Json<HostView>, ApiError> {
+    Ok(Json(hosts::get(state.accounts.store.as_ref(), &id)?.into()))
+}
+
+async fn update_host(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Json(input): Json<HostInput>,
+) -> Result<Json<HostView>, ApiError> {
+    let host = hosts::update(
+        state.accounts.store.as_ref(),
+        ctx.who()?,
+        &id,
+        &input,
+        &ctx.client,
+    )?;
+    Ok(Json(host.into()))
+}
+
+/// A new host's first administrator comes from here: the manager has no
+/// session on other hosts.
+async fn create_host_user(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Json(input): Json<crate::auth::users::UserInput>,
+) -> Result<(StatusCode, Json<crate::auth::users::UserView>), ApiError> {
+    let a = state.accounts.clone();
+    let host = hosts::get(a.store.as_ref(), &id)?;
+    let user = tokio::task::spawn_blocking(move || {
+        crate::auth::users::create(
+            a.store.as_ref(),
+            ctx.who()?,
+            &host.id,
+            &input,
+            &a.policy.rule,
+            &ctx.client,
+        )
+        .map_err(ApiError::from)
+    })
+    .await
+    .map_err(|e| ApiError::internal("internal", e))??;
+    Ok((
+        StatusCode::CREATED,
+        Json(user.view(crate::auth::now_secs())),
+    ))
+}
+
+async fn list_keys(
+    State(state): State<Arc<WebState>>,
+) -> Result<Json<Vec<apikeys::ApiKey>>, ApiError> {
+    Ok(Json(apikeys::list(state.accounts.store.as_ref(), None)?))
+}
+
+async fn create_key(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Json(body): Json<NewKey>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let write = parse_scope(&body.scope)?;
+    let (key, token) = apikeys::create(
+        state.accounts.store.as_ref(),
+        ctx.who()?,
+        None,
+        &body.name,
+        write,
+        &ctx.client,
+    )?;
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, token })))
+}
+
+async fn revoke_key(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    apikeys::revoke(
+        state.accounts.store.as_ref(),
+        ctx.who()?,
+        None,
+        &id,
+        &ctx.client,
+    )?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_audit(
+    State(state): State<Arc<WebState>>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<audit::Entry>>, ApiError> {
+    let scope = q
+        .scope
+        .clone()
+        .unwrap_or_else(|| audit::INSTANCE.to_string());
+    Ok(Json(audit::list(
+        state.accounts.store.as_ref(),
+        &scope,
+        &q.filter(),
+    )?))
+}
