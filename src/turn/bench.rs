@@ -304,20 +304,38 @@ pub async fn run(o: &Options, out: &mut dyn std::io::Write) -> Result<Vec<Row>, 
     for &t in &o.transports {
         for &size in &o.sizes {
             for &clients in &o.clients {
+                let tr = if t == Transport::Udp { "udp" } else { "tcp" };
                 let c0 = coturn.cpu();
                 let text = uclient(coturn.port, t, size, clients, o).await?;
-                let mut theirs = parse_uclient(&text)?;
-                theirs.cpu_s = coturn.cpu() - c0;
-
+                let theirs = parse_uclient(&text).map(|mut r| {
+                    r.cpu_s = coturn.cpu() - c0;
+                    r
+                });
                 let c0 = self_cpu();
                 let text = uclient(ours.local_addr().port(), t, size, clients, o).await?;
-                let mut mine = parse_uclient(&text)?;
-                mine.cpu_s = self_cpu() - c0;
+                let mine = parse_uclient(&text).map(|mut r| {
+                    r.cpu_s = self_cpu() - c0;
+                    r
+                });
+                // A run that uclient itself could not finish is reported and
+                // the matrix goes on.
+                let (theirs, mine) = match (theirs, mine) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (a, b) => {
+                        let _ = writeln!(
+                            out,
+                            "{tr:<4} {size:>5} {clients:>4} | coturn: {} | invigil: {}",
+                            a.map_or_else(|e| e.to_string().replace('\n', " "), |_| "ok".into()),
+                            b.map_or_else(|e| e.to_string().replace('\n', " "), |_| "ok".into()),
+                        );
+                        continue;
+                    }
+                };
 
                 let _ = writeln!(
                     out,
                     "{:<4} {:>5} {:>4} | {:>9.0} {:>6.2} {:>7.2} {:>7.2} | {:>9.0} {:>6.2} {:>7.2} {:>7.2} | {:>6.2} {:>6.2}",
-                    if t == Transport::Udp { "udp" } else { "tcp" },
+                    tr,
                     size,
                     clients,
                     theirs.msgs_per_s(),

@@ -70,7 +70,7 @@ pub async fn handle(sh: &Arc<Shared>, raw: &[u8], from: &Origin<'_>) -> Option<V
     {
         return finish(msg::error(&m, 400), None);
     }
-    let auth = match authenticate(sh, &m, from.client) {
+    let auth = match authenticate(sh, &m, from) {
         Ok(a) => a,
         Err(reply) => return reply,
     };
@@ -104,13 +104,18 @@ fn finish(mut r: Message, key: Option<(&[u8], Integrity)>) -> Option<Vec<u8>> {
 }
 
 /// The long-term credential mechanism (RFC 8489 §9.2.4).
-fn authenticate(sh: &Shared, m: &Message, client: SocketAddr) -> Result<Authed, Option<Vec<u8>>> {
+fn authenticate(sh: &Shared, m: &Message, from: &Origin<'_>) -> Result<Authed, Option<Vec<u8>>> {
+    let client = from.client;
+    // Only UDP sources can be spoofed to reflect 401s at a victim; a stream
+    // client proved its address with the handshake and gets its answer.
+    let udp = matches!(from.key, ClientKey::Udp(_));
     let challenge = |code: u16| -> Option<Vec<u8>> {
         if code == 401 {
             TurnMetrics::add(&sh.metrics.unauthorized, 1);
-            if !sh
-                .storms
-                .allow(client.ip(), sh.settings.quotas.unauthorized_per_ip)
+            if udp
+                && !sh
+                    .storms
+                    .allow(client.ip(), sh.settings.quotas.unauthorized_per_ip)
             {
                 TurnMetrics::add(&sh.metrics.dropped, 1);
                 return None;

@@ -23,6 +23,29 @@ use tokio::net::{TcpListener, UdpSocket};
 /// Largest datagram relayed; bigger ones are truncated by the kernel and dropped.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// Socket buffers for the listener and relay sockets: bursts from many
+/// clients must not overflow the kernel's default (~200 kB) and be lost.
+const SOCKET_BUFFER: libc::c_int = 4 << 20;
+
+/// Enlarges a UDP socket's buffers; the kernel may cap them, which is fine.
+fn tune(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        let value = SOCKET_BUFFER;
+        // SAFETY: a valid fd and a correctly sized int option value.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
 /// State shared by every listener and relay task.
 pub struct Shared {
     pub settings: Settings,
@@ -101,6 +124,7 @@ impl Shared {
             if let Ok(s) = UdpSocket::bind(at).await
                 && let Ok(local) = s.local_addr()
             {
+                tune(&s);
                 return Some((s, local));
             }
         }
@@ -151,6 +175,7 @@ impl TurnServer {
     }
 
     fn new(settings: Settings, udp: UdpSocket, tcp: TcpListener) -> Self {
+        tune(&udp);
         let auth = Authenticator::new(
             &settings.realm,
             settings.static_user.clone(),
