@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod objects;
 pub mod proctoring;
+pub mod realtime;
 pub mod store;
 pub mod tls;
 pub mod turn;

@@ -15,20 +15,29 @@ use crate::config::Config;
 use crate::config::{ConfigError, ConfigErrors, Secret};
 use crate::objects::Objects;
 use crate::store::Store;
+use crate::tls::acme::{Acme, Http01Tokens};
+use crate::tls::reload::Reloader;
+use crate::tls::{CertResolver, TlsMetrics};
 use crate::web::assets::{Assets, PageValues};
+use crate::web::forwarded::TrustedProxies;
 use crate::web::metrics::Metrics;
 use crate::web::serve::{self, ConnLimits};
 use crate::web::{self, WebState};
 use axum::Router;
+use preflight::Renewal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tasks::Tasks;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 /// How long in-flight requests may run on after shutdown begins; together with
 /// the store closing this keeps exit well inside systemd's and CI's 5 s.
 pub const GRACE: Duration = Duration::from_secs(3);
+
+/// How often the local CA's server certificate is checked for renewal.
+const LOCAL_CA_CHECK: Duration = Duration::from_secs(60 * 60);
 
 /// Why the instance could not start. Every variant is the operator's to fix,
 /// so the command line exits with 2 for all of them.
@@ -46,6 +55,8 @@ pub enum AppError {
     Secrets(String),
     #[error("TURN_PORT: {0}")]
     Turn(#[from] crate::turn::TurnError),
+    #[error("cannot stop overdue sessions: {0}")]
+    Proctoring(#[from] crate::proctoring::ProctoringError),
 }
 
 /// A started instance.
@@ -61,7 +72,10 @@ pub struct Running {
     pub turn: Option<crate::turn::server::TurnServer>,
     /// Mints per-participant TURN credentials for browsers.
     pub ice: crate::turn::credentials::Minter,
+    /// The live hub (its load is visible to diagnostics and tests).
+    pub hub: Arc<crate::realtime::Hub>,
     tasks: Tasks,
+    reload: Arc<Notify>,
     _lock: datadir::DataDirLock,
 }
 
@@ -136,10 +150,21 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         Bootstrap::Created { generated, .. } => generated,
     };
 
+    let tls_metrics = TlsMetrics::new();
+    if let Some(info) = checked.resolver.as_ref().and_then(|r| r.current_info()) {
+        tls_metrics.set_expiry(info.not_after);
+    }
+    let mut tasks = Tasks::new();
+    let hub = Arc::new(crate::realtime::Hub::new(
+        store.clone(),
+        crate::realtime::Limits::default(),
+        tasks.shutdown_signal(),
+    ));
     let state = Arc::new(WebState {
         version: VERSION,
         tls_mode: checked.tls_mode,
-        metrics: Metrics::new(VERSION, checked.tls_mode),
+        certificate: checked.resolver.clone(),
+        metrics: Metrics::with(VERSION, checked.tls_mode, |r| tls_metrics.register(r)),
         assets: Assets::new(
             config.static_dir.clone(),
             config.static_expires,
@@ -155,6 +180,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             Policy::from_config(&config),
             session_key,
         )),
+        hub: hub.clone(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {
@@ -167,20 +193,8 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         .map(|l| l.local_addr().map_err(bind_error("HTTP_PORT")))
         .transpose()?;
 
-    let mut tasks = Tasks::new();
-    let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(checked.resolver));
+    let proxies = Arc::new(TrustedProxies(config.trusted_proxies.clone()));
     let signal = tasks.shutdown_signal();
-    tasks.spawn(
-        "https",
-        serve::serve_https(
-            https,
-            acceptor,
-            router,
-            limits,
-            turn.clone(),
-            signal.requested(),
-        ),
-    );
     if let Some(turn) = &turn {
         let signal = tasks.shutdown_signal();
         tasks.spawn("turn-udp", turn.clone().serve_udp(signal.requested()));
@@ -209,16 +223,70 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             },
         },
     );
+    match &checked.resolver {
+        Some(resolver) => {
+            let acceptor =
+                tokio_rustls::TlsAcceptor::from(crate::tls::server_config(resolver.clone()));
+            tasks.spawn(
+                "https",
+                serve::serve_https(
+                    https,
+                    acceptor,
+                    router,
+                    limits,
+                    proxies,
+                    turn.clone(),
+                    signal.requested(),
+                ),
+            );
+        }
+        None => tasks.spawn(
+            "http-behind-proxy",
+            serve::serve_plain(https, router, limits, proxies, signal.requested()),
+        ),
+    }
+    let challenges = Arc::new(Http01Tokens::new());
     if let Some(http) = http {
         let signal = tasks.shutdown_signal();
         tasks.spawn(
             "http-redirect",
-            serve::serve_redirect(http, https_addr.port(), limits, signal.requested()),
+            serve::serve_redirect(
+                http,
+                https_addr.port(),
+                limits,
+                challenges.clone(),
+                signal.requested(),
+            ),
         );
     }
+    let reload = Arc::new(Notify::new());
+    if let Some(resolver) = &checked.resolver {
+        certificate_tasks(
+            &mut tasks,
+            &config,
+            checked.renewal,
+            resolver.clone(),
+            challenges,
+            tls_metrics,
+            reload.clone(),
+        );
+    }
+    // Deadlines that passed while the daemon was down are honoured before
+    // anything else is served.
+    let overdue = crate::proctoring::sessions::stop_due(store.as_ref(), crate::auth::now_secs())?;
+    if !overdue.is_empty() {
+        tracing::info!(
+            count = overdue.len(),
+            "stopped sessions whose end passed while invigil was down"
+        );
+    }
+    let signal = tasks.shutdown_signal();
+    tasks.spawn("session-timer", session_timer(store.clone(), signal));
     let sweep_store = store.clone();
     let signal = tasks.shutdown_signal();
     tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
+    let signal = tasks.shutdown_signal();
+    tasks.spawn("hub-heartbeats", hub.clone().run_heartbeats(signal));
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,
@@ -229,12 +297,59 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         objects,
         turn,
         ice,
+        hub,
         tasks,
+        reload,
         _lock: checked.lock,
     })
 }
 
+/// Starts what keeps the certificate current: the file watcher, the ACME
+/// client or the local CA's renewal.
+fn certificate_tasks(
+    tasks: &mut Tasks,
+    config: &Config,
+    renewal: Renewal,
+    resolver: Arc<CertResolver>,
+    challenges: Arc<Http01Tokens>,
+    metrics: TlsMetrics,
+    reload: Arc<Notify>,
+) {
+    let signal = tasks.shutdown_signal();
+    match renewal {
+        Renewal::None => {}
+        Renewal::Files(own) => {
+            let reloader = Arc::new(Reloader::new(own, resolver, metrics));
+            tasks.spawn(
+                "certificate-files",
+                reloader.run(config.ssl_reload, reload, signal.requested()),
+            );
+        }
+        Renewal::Acme(settings) => {
+            let acme = Arc::new(Acme::new(settings, resolver, challenges, metrics));
+            tasks.spawn("acme", acme.run(signal.requested()));
+        }
+        Renewal::LocalCa(names) => tasks.spawn(
+            "local-ca",
+            crate::tls::local_ca::run_renewal(
+                config.data_dir.clone(),
+                names,
+                resolver,
+                metrics,
+                LOCAL_CA_CHECK,
+                signal.requested(),
+            ),
+        ),
+    }
+}
+
 impl Running {
+    /// Re-reads `SSL_CERT`/`SSL_KEY`/`SSL_CA` now (SIGHUP); a certificate
+    /// that does not load is refused and the current one stays.
+    pub fn reload_certificates(&self) {
+        self.reload.notify_one();
+    }
+
     /// Stops accepting, lets in-flight requests finish within [`GRACE`], stops
     /// every task, then closes the store and releases the data directory.
     pub async fn stop(self) {
@@ -244,6 +359,45 @@ impl Running {
         }
         drop(self.store);
         tracing::info!("stopped");
+    }
+}
+
+/// Stops sessions when their deadline or duration limit is reached. The
+/// timer index lives in the store, so it survives restarts; this task only
+/// wakes up when the next end time comes (or every few seconds, to pick up
+/// sessions started since).
+async fn session_timer(store: Arc<dyn Store>, signal: tasks::Shutdown) {
+    use crate::proctoring::sessions;
+    let stop = signal.requested();
+    tokio::pin!(stop);
+    loop {
+        let now = crate::auth::now_secs();
+        let s = store.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            let stopped = sessions::stop_due(s.as_ref(), now)?;
+            Ok::<_, crate::proctoring::ProctoringError>((
+                stopped.len(),
+                sessions::next_due(s.as_ref())?,
+            ))
+        })
+        .await;
+        let wait = match next {
+            Ok(Ok((n, next))) => {
+                if n > 0 {
+                    tracing::info!(count = n, "sessions stopped at their deadline");
+                }
+                next.map_or(5, |at| at.saturating_sub(now).clamp(1, 5))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("session timer: {e}");
+                5
+            }
+            Err(_) => 5,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = &mut stop => return,
+        }
     }
 }
 
@@ -290,7 +444,8 @@ async fn bind(config: &Config) -> Result<(TcpListener, Option<TcpListener>), Con
         .map_err(|e| errors.push(port_error("PORT", https_at, &e)))
         .ok();
     let mut http = None;
-    if let Some(port) = config.http_port {
+    // Behind a reverse proxy the proxy owns the public ports.
+    if let Some(port) = config.http_port.filter(|_| !config.reverse_proxy) {
         let at = SocketAddr::new(config.host, port);
         match TcpListener::bind(at).await {
             Ok(l) => http = Some(l),

@@ -35,7 +35,7 @@ pub struct Host {
 }
 
 /// Fields an administrator or the manager sets.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostInput {
     pub domains: Option<Vec<String>>,

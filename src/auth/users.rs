@@ -68,7 +68,7 @@ impl User {
 }
 
 /// Fields set on create and update; absent fields are left alone.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
     pub username: Option<String>,

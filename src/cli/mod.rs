@@ -2,6 +2,7 @@
 //! (0 ok, 1 failure while running, 2 bad configuration or usage).
 
 mod banner;
+mod ca;
 
 use crate::config::{Config, Loaded, LogFormat};
 use crate::{VERSION, app};
@@ -46,6 +47,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The exam centre's own certificate authority.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,7 +86,7 @@ enum AuditCommand {
     },
 }
 
-const EXIT_BAD_CONFIG: u8 = 2;
+pub(super) const EXIT_BAD_CONFIG: u8 = 2;
 
 /// Entry point of the `invigil` binary.
 pub fn main() -> ExitCode {
@@ -136,6 +140,7 @@ pub fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { host },
         } => audit_verify(cli.env_file, host),
+        Command::Ca(command) => ca::ca(cli.env_file, command),
     }
 }
 
@@ -308,7 +313,7 @@ fn serve(env_file: Option<PathBuf>) -> ExitCode {
 async fn run(config: Config) -> ExitCode {
     // Handlers go in before anything is announced, so a SIGTERM that arrives
     // right after READY still shuts down cleanly instead of killing the process.
-    let signals = match Signals::install() {
+    let mut signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("invigil: cannot install signal handlers: {e}");
@@ -339,7 +344,15 @@ async fn run(config: Config) -> ExitCode {
         tls_mode: running.tls_mode,
     });
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let signal = signals.wait().await;
+    let signal = loop {
+        match signals.wait().await {
+            "SIGHUP" => {
+                tracing::info!("SIGHUP received; reloading the certificate");
+                running.reload_certificates();
+            }
+            stop => break stop,
+        }
+    };
     tracing::info!("{signal} received; shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     running.stop().await;
@@ -349,6 +362,7 @@ async fn run(config: Config) -> ExitCode {
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -357,13 +371,15 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn wait(mut self) -> &'static str {
+    async fn wait(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
 }

@@ -67,6 +67,24 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// `on`/`off` (also `1`/`0`, `true`/`false`, `yes`/`no`).
+    pub fn switch(&mut self, var: &str, default: bool) -> bool {
+        let Some(raw) = self.raw(var) else {
+            return default;
+        };
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "on" | "1" | "true" | "yes" => true,
+            "off" | "0" | "false" | "no" => false,
+            _ => {
+                // Reported once even when read twice.
+                if !self.errors.iter().any(|e| e.var == var) {
+                    self.error(var, format!("{raw:?} is neither `on` nor `off`"));
+                }
+                default
+            }
+        }
+    }
+
     pub fn port(&mut self, var: &str, default: u16) -> u16 {
         self.number(var, u64::from(default), 0, 65535) as u16
     }

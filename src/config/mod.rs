@@ -4,11 +4,11 @@
 
 mod check;
 pub mod envfile;
-mod ipnet;
 pub mod password_rule;
 pub mod vars;
 
 pub use check::{MultiHostUri, parse_multi_host};
+/// A CIDR network (the `ipnet` crate's), as TURN_ALLOWED_PEERS gives them.
 pub use ipnet::IpNet;
 pub use password_rule::PasswordRule;
 
@@ -136,6 +136,20 @@ pub struct Config {
     pub ssl_ca: Option<String>,
     pub acme_email: Option<String>,
     pub acme_days: u32,
+    /// How long before expiry an ACME certificate is renewed (`ACME_DAYS`).
+    pub acme_renew_before: Duration,
+    pub acme_directory: String,
+    /// Whether `ACME_DIRECTORY` was given, which enables ACME for any name.
+    pub acme_directory_set: bool,
+    pub acme_ca_root: Option<String>,
+    /// First retry delay after a failed ACME attempt (doubles up to an hour).
+    /// Not a variable: a minute keeps well inside public CAs' failure limits.
+    pub acme_retry_after: Duration,
+    pub acme_challenge: AcmeChallenge,
+    /// `None`: own certificate files are reloaded on SIGHUP only.
+    pub ssl_reload: Option<Duration>,
+    pub reverse_proxy: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub minio_uri: Option<Secret>,
     pub recognizer_uri: Option<MultiHostUri>,
     pub api_key: Option<Secret>,
@@ -149,6 +163,16 @@ pub struct Config {
     pub turn_allowed_peers: Vec<IpNet>,
     pub log_format: LogFormat,
 }
+
+/// The ACME challenge invigil answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    Http01,
+    TlsAlpn01,
+}
+
+/// Let's Encrypt's production directory, the default ACME CA.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 /// A loaded configuration with what `check-config` shows besides it.
 #[derive(Debug, Clone)]
@@ -247,7 +271,14 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
     let data_dir = c
         .path("DATA_DIR")
         .unwrap_or_else(|| PathBuf::from("./data"));
-    let host = c.ip("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    // Behind a reverse proxy the plain HTTP port must not be reachable from
+    // the network unless the operator says so.
+    let default_host = if c.switch("REVERSE_PROXY", false) {
+        Ipv4Addr::LOCALHOST
+    } else {
+        Ipv4Addr::UNSPECIFIED
+    };
+    let host = c.ip("HOST", IpAddr::V4(default_host));
     let port = c.port("PORT", 8443);
     let http_port = match c.raw("HTTP_PORT").map(str::trim) {
         Some(v) if v.eq_ignore_ascii_case("off") => None,
@@ -375,6 +406,60 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         c.error("ACME_EMAIL", format!("{mail:?} is not an e-mail address"));
     }
     let acme_days = c.number("ACME_DAYS", 15, 1, 89) as u32;
+    let acme_renew_before = Duration::from_secs(u64::from(acme_days) * 24 * 60 * 60);
+    let acme_directory_set = c.raw("ACME_DIRECTORY").is_some();
+    let acme_directory = c.string("ACME_DIRECTORY", LETS_ENCRYPT);
+    match url::Url::parse(&acme_directory) {
+        Ok(u) if u.scheme() == "https" => {}
+        _ => c.error(
+            "ACME_DIRECTORY",
+            format!("{acme_directory:?} is not an https:// URL"),
+        ),
+    }
+    let acme_ca_root = c.opt_string("ACME_CA_ROOT");
+    let acme_challenge = match c
+        .raw("ACME_CHALLENGE")
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
+        None if http_port.is_none() => AcmeChallenge::TlsAlpn01,
+        None => AcmeChallenge::Http01,
+        Some(v) if v == "http-01" => {
+            if http_port.is_none() {
+                c.error("ACME_CHALLENGE", "http-01 needs HTTP_PORT, which is off");
+            }
+            AcmeChallenge::Http01
+        }
+        Some(v) if v == "tls-alpn-01" => AcmeChallenge::TlsAlpn01,
+        Some(v) => {
+            c.error(
+                "ACME_CHALLENGE",
+                format!("{v:?} is neither `http-01` nor `tls-alpn-01`"),
+            );
+            AcmeChallenge::Http01
+        }
+    };
+    let ssl_reload = match c.raw("SSL_RELOAD").map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("off") => None,
+        _ => Some(Duration::from_secs(c.number("SSL_RELOAD", 5, 1, 86400))),
+    };
+    let reverse_proxy = c.switch("REVERSE_PROXY", false);
+    if reverse_proxy && (ssl_cert.is_some() || acme_directory_set) {
+        c.error(
+            "REVERSE_PROXY",
+            "the proxy terminates TLS; remove SSL_CERT/ACME_DIRECTORY or REVERSE_PROXY",
+        );
+    }
+    let trusted_proxies = match c.raw("TRUSTED_PROXIES") {
+        None if reverse_proxy => vec![
+            ipnet::IpNet::from(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ipnet::IpNet::from(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+        ],
+        None => Vec::new(),
+        Some(raw) => parse_cidrs(raw).unwrap_or_else(|e| {
+            c.error("TRUSTED_PROXIES", e);
+            Vec::new()
+        }),
+    };
 
     // Its form is checked by the object storage module, which owns it.
     let minio_uri = c.secret("MINIO_URI");
@@ -446,16 +531,10 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
     }
     let turn_allowed_peers = c
         .raw("TURN_ALLOWED_PEERS")
-        .map(|raw| {
-            raw.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .filter_map(|s| {
-                    s.parse::<IpNet>()
-                        .map_err(|e| c.error("TURN_ALLOWED_PEERS", e))
-                        .ok()
-                })
-                .collect()
+        .and_then(|raw| {
+            parse_cidrs(raw)
+                .map_err(|e| c.error("TURN_ALLOWED_PEERS", e))
+                .ok()
         })
         .unwrap_or_default();
     let log_format = match c.string("LOG_FORMAT", "text").to_ascii_lowercase().as_str() {
@@ -496,6 +575,15 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         ssl_ca,
         acme_email,
         acme_days,
+        acme_renew_before,
+        acme_directory,
+        acme_directory_set,
+        acme_ca_root,
+        acme_retry_after: Duration::from_secs(60),
+        acme_challenge,
+        ssl_reload,
+        reverse_proxy,
+        trusted_proxies,
         minio_uri,
         recognizer_uri,
         api_key,
@@ -509,6 +597,20 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         turn_allowed_peers,
         log_format,
     }
+}
+
+/// `10.0.0.0/8, 192.0.2.1` → networks; a bare address is a single host.
+fn parse_cidrs(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| format!("{s:?} is not an IP address or CIDR network"))
+        })
+        .collect()
 }
 
 fn is_dns_name(name: &str) -> bool {

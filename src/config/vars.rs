@@ -202,6 +202,42 @@ pub const VARS: &[Var] = &[
         "renew an ACME certificate this many days before it expires",
     ),
     used(
+        "ACME_DIRECTORY",
+        Some("https://acme-v02.api.letsencrypt.org/directory"),
+        false,
+        "directory URL of the ACME CA; setting it also enables ACME for a non-public DOMAIN_NAME",
+    ),
+    used(
+        "ACME_CA_ROOT",
+        None,
+        false,
+        "root certificate trusted for talking to ACME_DIRECTORY, PEM content or file path",
+    ),
+    used(
+        "ACME_CHALLENGE",
+        Some("http-01, or tls-alpn-01 when HTTP_PORT is off"),
+        false,
+        "how the ACME CA validates the name: `http-01` on HTTP_PORT or `tls-alpn-01` on PORT",
+    ),
+    used(
+        "SSL_RELOAD",
+        Some("5"),
+        false,
+        "seconds between checks of SSL_CERT/SSL_KEY/SSL_CA files for changes; `off` reloads on SIGHUP only",
+    ),
+    used(
+        "REVERSE_PROXY",
+        Some("off"),
+        false,
+        "`on`: serve plain HTTP on PORT (loopback by default) behind nginx or Apache",
+    ),
+    used(
+        "TRUSTED_PROXIES",
+        Some("127.0.0.1/32,::1/128 with REVERSE_PROXY, none otherwise"),
+        false,
+        "comma-separated CIDRs whose X-Forwarded-For/-Proto headers are believed",
+    ),
+    used(
         "MINIO_URI",
         None,
         true,

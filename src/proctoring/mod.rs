@@ -1,6 +1,11 @@
-//! The proctoring domain: templates, metrics and the score. No HTTP types here.
+//! The proctoring domain: templates, sessions and their status machine,
+//! metrics and the score, the protocol. No HTTP types here.
 
+pub mod access;
+pub mod live;
 pub mod metrics;
+pub mod protocol;
+pub mod sessions;
 pub mod templates;
 
 /// Errors of the proctoring domain.
@@ -12,6 +17,18 @@ pub enum ProctoringError {
     Invalid { field: String, message: String },
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("cannot {action} a {from} session; allowed: {}", if allowed.is_empty() { "nothing".to_string() } else { allowed.join(", ") })]
+    IllegalMove {
+        from: &'static str,
+        action: &'static str,
+        allowed: Vec<&'static str>,
+    },
+    #[error("{0}")]
+    NotOpen(String),
+    #[error(transparent)]
+    Host(crate::auth::AuthError),
 }
 
 impl ProctoringError {

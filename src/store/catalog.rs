@@ -43,6 +43,12 @@ pub const API_KEYS: Tree = Tree("api_keys");
 pub const AUTH_SESSIONS: Tree = Tree("auth_sessions");
 /// Template versions: host, template id, version.
 pub const TEMPLATES: Tree = Tree("templates");
+/// Sessions by host and id; `i/` keys map LMS identifiers to ids.
+pub const SESSIONS: Tree = Tree("sessions");
+/// Running sessions by the time they must stop: the durable timer.
+pub const SESSION_TIMERS: Tree = Tree("session_timers");
+/// Session protocols (hash chains, one per session).
+pub const PROTOCOL: Tree = Tree("protocol");
 /// Append-only audit log.
 pub const AUDIT: Tree = Tree("audit");
 
@@ -55,6 +61,9 @@ pub const ALL: &[Tree] = &[
     API_KEYS,
     AUTH_SESSIONS,
     TEMPLATES,
+    SESSIONS,
+    SESSION_TIMERS,
+    PROTOCOL,
     AUDIT,
 ];
 

@@ -53,7 +53,7 @@ pub fn load_pair(
 
 /// Reads `value` as PEM content when it contains a PEM header, otherwise as
 /// a file path. `secret` keeps a mistyped key value out of error messages.
-fn read_input(what: &'static str, value: &str, secret: bool) -> Result<String, TlsError> {
+pub fn read_input(what: &'static str, value: &str, secret: bool) -> Result<String, TlsError> {
     let value = value.trim();
     if value.contains("-----BEGIN") {
         // Quotes survive some env-file loaders; PEM never contains them.
@@ -99,7 +99,7 @@ fn unescape_newlines(s: &str) -> String {
 }
 
 /// All certificates in `pem`, in order.
-pub(crate) fn parse_certs(
+pub fn parse_certs(
     what: &'static str,
     pem: &str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {

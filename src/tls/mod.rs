@@ -6,8 +6,12 @@
 //! Everything uses the ring crypto provider explicitly, so the process never
 //! depends on a process-wide default provider being installed.
 
+pub mod acme;
 pub mod files;
 pub mod info;
+pub mod local_ca;
+pub mod metrics;
+pub mod reload;
 pub mod resolver;
 pub mod self_signed;
 
@@ -21,6 +25,7 @@ use rustls::ServerConfig;
 use rustls::crypto::{CryptoProvider, ring};
 
 pub use info::CertInfo;
+pub use metrics::TlsMetrics;
 pub use resolver::CertResolver;
 /// The certificate chain plus signing key served in handshakes.
 pub use rustls::sign::CertifiedKey;
@@ -73,12 +78,36 @@ pub enum TlsError {
     },
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(String),
+    #[error("{0}")]
+    Acme(String),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// How an instance gets its certificate, as `/ping` and the logs name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    SelfSigned,
+    Acme,
+    Files,
+    Proxy,
+    LocalCa,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::SelfSigned => "self-signed",
+            Mode::Acme => "acme",
+            Mode::Files => "files",
+            Mode::Proxy => "proxy",
+            Mode::LocalCa => "local-ca",
+        }
+    }
 }
 
 /// The crypto provider used for every TLS configuration in invigil.

@@ -40,6 +40,13 @@ impl CertResolver {
         self.current.load_full()
     }
 
+    /// What the certificate new handshakes get is valid for and until when.
+    pub fn current_info(&self) -> Option<super::CertInfo> {
+        let current = self.current();
+        let leaf = current.cert.first()?;
+        super::CertInfo::from_der(leaf, "served certificate").ok()
+    }
+
     /// Answers tls-alpn-01 validation for `name` with `cert` until cleared.
     pub fn set_challenge(&self, name: &str, cert: CertifiedKey) {
         let mut map = self.challenges.write().unwrap_or_else(|p| p.into_inner());

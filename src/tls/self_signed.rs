@@ -149,7 +149,7 @@ fn load_existing(
 
 /// `None` when the file does not exist; other errors (permissions) are not
 /// papered over by silently replacing a file we cannot read.
-fn read_if_exists(path: &Path) -> Result<Option<String>, TlsError> {
+pub(crate) fn read_if_exists(path: &Path) -> Result<Option<String>, TlsError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -217,7 +217,7 @@ fn generate(
     })
 }
 
-fn asn1_time(t: SystemTime) -> Result<ASN1Time, TlsError> {
+pub(crate) fn asn1_time(t: SystemTime) -> Result<ASN1Time, TlsError> {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map_err(|_| TlsError::Generate("the system clock is before 1970".to_string()))?
@@ -231,13 +231,22 @@ fn asn1_time(t: SystemTime) -> Result<ASN1Time, TlsError> {
 /// Key first: a crash between the two renames leaves a new key with the old
 /// certificate, which fails the key check and is simply regenerated.
 fn write_files(dir: &Path, made: &Generated) -> Result<(), TlsError> {
+    write_pair(dir, (CERT_FILE, &made.cert_pem), (KEY_FILE, &made.key_pem))
+}
+
+/// Writes a certificate and its key (mode 0600) durably into `dir`, key first.
+pub(crate) fn write_pair(
+    dir: &Path,
+    (cert_file, cert_pem): (&str, &str),
+    (key_file, key_pem): (&str, &str),
+) -> Result<(), TlsError> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|e| io_error(dir, e))?;
-    write_atomic(dir, KEY_FILE, made.key_pem.as_bytes(), 0o600)?;
-    write_atomic(dir, CERT_FILE, made.cert_pem.as_bytes(), 0o644)?;
+    write_atomic(dir, key_file, key_pem.as_bytes(), 0o600)?;
+    write_atomic(dir, cert_file, cert_pem.as_bytes(), 0o644)?;
     // Make both renames durable before the certificate is handed out.
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -246,7 +255,12 @@ fn write_files(dir: &Path, made: &Generated) -> Result<(), TlsError> {
 
 /// Temp file (created with `mode`, so a key is never readable by others even
 /// briefly), fsync, rename over the final name.
-fn write_atomic(dir: &Path, name: &str, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+pub(crate) fn write_atomic(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    mode: u32,
+) -> Result<(), TlsError> {
     let final_path = dir.join(name);
     let tmp_path = dir.join(format!(
         ".{name}.{}.{:016x}.tmp",
@@ -272,7 +286,7 @@ fn write_atomic(dir: &Path, name: &str, contents: &[u8], mode: u32) -> Result<()
     })
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> TlsError {
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> TlsError {
     TlsError::Io {
         path: PathBuf::from(path),
         source,
@@ -301,7 +315,7 @@ fn normalize_all(names: &[String]) -> Result<Vec<String>, TlsError> {
 
 /// IP addresses in canonical form; DNS names lower-case without a trailing
 /// dot, and only if they are valid (no wildcards, spaces or non-ASCII).
-fn normalize_name(name: &str) -> Option<String> {
+pub(crate) fn normalize_name(name: &str) -> Option<String> {
     if let Some(ip) = parse_ip(name) {
         return Some(ip.to_string());
     }
@@ -311,7 +325,7 @@ fn normalize_name(name: &str) -> Option<String> {
 }
 
 /// Accepts `[::1]` as well, the form IPv6 addresses take in URLs and HOST.
-fn parse_ip(s: &str) -> Option<IpAddr> {
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
     let s = s.trim();
     let s = s
         .strip_prefix('[')

@@ -59,7 +59,7 @@ impl PeerPolicy {
         if self
             .allowed
             .iter()
-            .any(|net| net.contains(ip) || net.contains(plain))
+            .any(|net| net.contains(&ip) || net.contains(&plain))
         {
             return Ok(());
         }

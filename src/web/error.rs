@@ -25,6 +25,8 @@ pub const TABLE: &[(&str, StatusCode)] = &[
     ("unknown_host", StatusCode::NOT_FOUND),
     ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
     ("conflict", StatusCode::CONFLICT),
+    ("illegal_transition", StatusCode::CONFLICT),
+    ("session_not_open", StatusCode::CONFLICT),
     ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
     ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
     ("range_not_satisfiable", StatusCode::RANGE_NOT_SATISFIABLE),
@@ -133,6 +135,22 @@ impl IntoResponse for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::internal("storage_error", e)
+    }
+}
+
+impl From<crate::proctoring::ProctoringError> for ApiError {
+    fn from(e: crate::proctoring::ProctoringError) -> Self {
+        use crate::proctoring::ProctoringError as P;
+        let message = e.to_string();
+        match e {
+            P::Store(inner) => ApiError::internal("storage_error", inner),
+            P::Host(inner) => ApiError::from(inner),
+            P::Invalid { .. } => ApiError::new("invalid_field", message),
+            P::NotFound(_) => ApiError::new("not_found", message),
+            P::Conflict(_) => ApiError::new("conflict", message),
+            P::IllegalMove { .. } => ApiError::new("illegal_transition", message),
+            P::NotOpen(_) => ApiError::new("session_not_open", message),
+        }
     }
 }
 
@@ -258,6 +276,39 @@ mod tests {
             "/secret/path".into(),
         )));
         assert!(!hidden.message.contains("/secret/path"));
+    }
+
+    #[test]
+    fn every_proctoring_error_maps_to_a_listed_code() {
+        use crate::proctoring::ProctoringError as P;
+        let all = [
+            (P::invalid("f", "m"), StatusCode::UNPROCESSABLE_ENTITY),
+            (P::NotFound("x".into()), StatusCode::NOT_FOUND),
+            (P::Conflict("x".into()), StatusCode::CONFLICT),
+            (
+                P::IllegalMove {
+                    from: "created",
+                    action: "pause",
+                    allowed: vec!["start"],
+                },
+                StatusCode::CONFLICT,
+            ),
+            (P::NotOpen("x".into()), StatusCode::CONFLICT),
+            (
+                P::Host(crate::auth::AuthError::VolumeExhausted(3)),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                P::Store(crate::store::StoreError::Backend("x".into())),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (e, status) in all {
+            let debug = format!("{e:?}");
+            let api = ApiError::from(e);
+            assert!(TABLE.iter().any(|(c, _)| *c == api.code), "{debug}");
+            assert_eq!(api.status(), status, "{debug}");
+        }
     }
 
     #[tokio::test]

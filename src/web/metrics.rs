@@ -24,7 +24,13 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(version: &str, tls_mode: &str) -> Self {
+        Self::with(version, tls_mode, |_| {})
+    }
+
+    /// Like [`Metrics::new`], letting lower modules add their own metrics.
+    pub fn with(version: &str, tls_mode: &str, register: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::with_prefix("invigil");
+        register(&mut registry);
         let requests = Family::<Labels, Counter>::default();
         registry.register(
             "http_requests",

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod assets;
 pub mod error;
+pub mod forwarded;
 pub mod metrics;
 pub mod serve;
 
@@ -20,19 +21,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The client's address as seen by the listener, inserted into every request.
+/// The client's address, inserted into every request: the direct peer, or
+/// the address a trusted reverse proxy forwarded (see [`forwarded`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
 /// What the handlers share.
 pub struct WebState {
     pub version: &'static str,
-    /// How this instance got its certificate: "self-signed", "acme", "files", "proxy".
+    /// How this instance got its certificate: "self-signed", "acme", "files", "proxy", "local-ca".
     pub tls_mode: &'static str,
+    /// The served certificate (absent behind a reverse proxy), for its expiry.
+    pub certificate: Option<Arc<crate::tls::CertResolver>>,
     pub metrics: Metrics,
     pub assets: Assets,
     pub upload_limit_bytes: u64,
     pub accounts: Arc<crate::auth::Accounts>,
+    /// The live hub behind `/api/v1/ws`.
+    pub hub: Arc<crate::realtime::Hub>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in
@@ -60,14 +66,49 @@ struct Ping {
     status: &'static str,
     version: &'static str,
     tls: &'static str,
+    /// RFC 3339; `null` behind a reverse proxy.
+    cert_expires: Option<String>,
 }
 
 async fn ping(State(state): State<Arc<WebState>>) -> Response {
+    let cert_expires = state
+        .certificate
+        .as_ref()
+        .and_then(|r| r.current_info())
+        .and_then(|info| rfc3339(info.not_after));
     let body = Ping {
         status: "ok",
         version: state.version,
         tls: state.tls_mode,
+        cert_expires,
     };
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+fn rfc3339(t: std::time::SystemTime) -> Option<String> {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+#[derive(Serialize)]
+struct ClientView {
+    address: String,
+    scheme: &'static str,
+}
+
+/// The address and scheme invigil sees for the caller: lets an operator
+/// check that a reverse proxy forwards them (and that TRUSTED_PROXIES is right).
+pub(crate) async fn client_address(request: Request) -> Response {
+    let address = request
+        .extensions()
+        .get::<PeerAddr>()
+        .map_or_else(String::new, |p| p.0.ip().to_string());
+    let scheme = request
+        .extensions()
+        .get::<forwarded::Scheme>()
+        .map_or("https", |s| s.0);
+    let body = ClientView { address, scheme };
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }
 

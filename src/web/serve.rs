@@ -3,6 +3,8 @@
 //! and give in-flight requests a grace period before connections are dropped.
 
 use super::PeerAddr;
+use super::forwarded::TrustedProxies;
+use crate::tls::acme::Http01Tokens;
 use crate::turn::server::TurnServer;
 use axum::Router;
 use http::{Request, Response, StatusCode, header};
@@ -13,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -46,6 +49,7 @@ pub async fn serve_https(
     acceptor: TlsAcceptor,
     router: Router,
     limits: ConnLimits,
+    proxies: Arc<TrustedProxies>,
     turn: Option<TurnServer>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -71,6 +75,7 @@ pub async fn serve_https(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let turn = turn.clone();
+        let proxies = proxies.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             // Plain TURN-over-TCP on the HTTPS port: anything that does not
@@ -110,7 +115,10 @@ pub async fn serve_https(
             }
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let router = router.clone();
-                async move { Ok::<_, Infallible>(handle(router, request, peer).await) }
+                let proxies = proxies.clone();
+                async move {
+                    Ok::<_, Infallible>(handle(router, request, peer, &proxies, "https").await)
+                }
             });
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -136,8 +144,12 @@ async fn handle(
     router: Router,
     mut request: Request<Incoming>,
     peer: SocketAddr,
+    proxies: &TrustedProxies,
+    scheme: &'static str,
 ) -> axum::response::Response {
-    request.extensions_mut().insert(PeerAddr(peer));
+    let (client, scheme) = proxies.client(peer, request.headers(), scheme);
+    request.extensions_mut().insert(PeerAddr(client));
+    request.extensions_mut().insert(scheme);
     let request = request.map(axum::body::Body::new);
     match router.oneshot(request).await {
         Ok(response) => response,
@@ -145,12 +157,61 @@ async fn handle(
     }
 }
 
+/// Serves `router` over plain HTTP, for reverse-proxy mode: the proxy in
+/// front terminates TLS and passes WebSocket upgrades through.
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    proxies: Arc<TrustedProxies>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = builder(limits);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let proxies = proxies.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let router = router.clone();
+                let proxies = proxies.clone();
+                async move { Ok::<_, Infallible>(handle(router, request, peer, &proxies, "http").await) }
+            });
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(limits.grace, graceful.shutdown()).await;
+}
+
 /// Answers every request on the plain HTTP port with a permanent redirect to
-/// the same host, path and query on the HTTPS port.
+/// the same host, path and query on the HTTPS port, except ACME http-01
+/// validations, which get their key authorization.
 pub async fn serve_redirect(
     listener: TcpListener,
     https_port: u16,
     limits: ConnLimits,
+    challenges: Arc<Http01Tokens>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -170,17 +231,42 @@ pub async fn serve_redirect(
         };
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let challenges = challenges.clone();
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |request: Request<Incoming>| async move {
-                    Ok::<_, Infallible>(redirect(&request, https_port))
-                });
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let answer = acme_answer(&request, &challenges)
+                    .unwrap_or_else(|| redirect(&request, https_port));
+                async move { Ok::<_, Infallible>(answer) }
+            });
             let conn = builder.serve_connection(TokioIo::new(tcp), service);
             let _ = watcher.watch(conn.into_owned()).await;
         });
     }
     drop(listener);
     let _ = tokio::time::timeout(limits.grace, graceful.shutdown()).await;
+}
+
+/// The answer to `GET /.well-known/acme-challenge/{token}`, when the path
+/// is one: the key authorization for a pending token, 404 for any other.
+pub fn acme_answer<B>(request: &Request<B>, challenges: &Http01Tokens) -> Option<Response<String>> {
+    let token = request
+        .uri()
+        .path()
+        .strip_prefix("/.well-known/acme-challenge/")?;
+    Some(match challenges.get(token) {
+        Some(key_authorization) => {
+            let mut response = plain(StatusCode::OK, key_authorization);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/octet-stream"),
+            );
+            response
+        }
+        None => plain(
+            StatusCode::NOT_FOUND,
+            "{\"error\":\"not_found\",\"message\":\"no such ACME challenge\"}".into(),
+        ),
+    })
 }
 
 /// The redirect answer; pure so that it can be tested without sockets.

@@ -352,9 +352,22 @@ async fn jwt_links_api_keys_and_csv_import() {
         .await;
     assert_eq!(rotated.status, 201);
     let secret = rotated.body["secret"].as_str().unwrap().to_string();
+    let template = json!({ "id": "physics", "name": "Physics final" });
+    assert_eq!(
+        api.call(
+            Method::POST,
+            "/api/v1/templates",
+            &own,
+            &manager,
+            Some(template)
+        )
+        .await
+        .status,
+        201
+    );
     let now = invigil::auth::now_secs();
     let claims = json!({ "username": "lms-student", "nickname": "From LMS", "identifier": "exam-42",
-                         "subject": "Physics", "exp": now + 300, "iat": now });
+                         "subject": "Physics", "template": "physics", "timeout": 90, "exp": now + 300, "iat": now });
     let token = link(&secret, claims.clone(), Algorithm::HS256);
     let r = api
         .call(
@@ -553,6 +566,8 @@ async fn jwt_links_api_keys_and_csv_import() {
 fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
     let table: HashMap<(&str, &str), &str> = [
         (("POST", "/api/v1/auth/login"), "public"),
+        (("GET", "/api/v1/client"), "public"),
+        (("GET", "/api/v1/openapi.json"), "public"),
         (("GET", "/api/v1/auth/jwt"), "public"),
         (("POST", "/api/v1/auth/jwt"), "public"),
         (("POST", "/api/v1/auth/logout"), "signed"),
@@ -580,6 +595,22 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("POST", "/api/v1/instance/keys"), "manager"),
         (("DELETE", "/api/v1/instance/keys/{id}"), "manager"),
         (("GET", "/api/v1/instance/audit"), "manager"),
+        (("GET", "/api/v1/templates"), "staff"),
+        (("POST", "/api/v1/templates"), "admin"),
+        (("PUT", "/api/v1/templates/{id}"), "admin"),
+        (("GET", "/api/v1/sessions"), "staff"),
+        (("POST", "/api/v1/sessions"), "admin"),
+        (("GET", "/api/v1/sessions/{id}"), "signed"),
+        (("POST", "/api/v1/sessions/{id}/periods"), "signed"),
+        (("GET", "/api/v1/sessions/{id}/score"), "staff"),
+        (("GET", "/api/v1/sessions/{id}/protocol"), "staff"),
+        (("POST", "/api/v1/sessions/{id}/accommodations"), "admin"),
+        (("POST", "/api/v1/sessions/{id}/start"), "signed"),
+        (("POST", "/api/v1/sessions/{id}/pause"), "signed"),
+        (("POST", "/api/v1/sessions/{id}/resume"), "signed"),
+        (("POST", "/api/v1/sessions/{id}/stop"), "signed"),
+        (("POST", "/api/v1/sessions/{id}/conclude"), "signed"),
+        (("GET", "/api/v1/ws"), "signed"),
     ]
     .into_iter()
     .collect();
@@ -774,6 +805,9 @@ async fn isolation_matrix_over_every_route_role_and_owner() {
                     ("admin", _, _) => false,
                     ("manager", _, "manager") => false,
                     ("manager", _, _) => true,
+                    ("staff", _, "student") => true,
+                    ("staff", _, "key_read") => r.method != Method::GET,
+                    ("staff", _, _) => false,
                     _ => unreachable!(),
                 };
                 let expected_status = match (should_deny, owner, *role) {

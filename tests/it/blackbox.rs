@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_invigil");
 
 /// A command with a clean environment, so the machine's variables cannot leak in.
-fn invigil(data_dir: &Path) -> Command {
+pub(crate) fn invigil(data_dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -92,14 +92,14 @@ fn version_and_usage_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-struct Server {
-    child: Child,
-    banner: Vec<String>,
-    https: SocketAddr,
+pub(crate) struct Server {
+    pub child: Child,
+    pub banner: Vec<String>,
+    pub https: SocketAddr,
 }
 
 /// Starts `invigil serve` and waits for its banner.
-fn serve(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
+pub(crate) fn serve(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
     let mut cmd = invigil(data_dir);
     // Port 0: the kernel picks free ports and the banner says which.
     cmd.env("PORT", "0")
@@ -135,13 +135,13 @@ fn serve(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
     }
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     // SAFETY: sending a signal to our own child process has no memory effects.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+pub(crate) fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     let until = Instant::now() + limit;
     while Instant::now() < until {
         if let Some(status) = child.try_wait().unwrap() {

@@ -59,13 +59,24 @@ impl Daemon {
         extra: axum::Router<Arc<WebState>>,
     ) -> Result<Daemon, AppError> {
         let running = app::start(config(data_dir, vars), extra).await?;
+        Ok(Self::wrap(data_dir, running))
+    }
+
+    /// Starts with a configuration the test adjusted (settings that are not
+    /// variables, such as ACME's renewal margin).
+    pub async fn start_config(data_dir: &Path, config: Config) -> Result<Daemon, AppError> {
+        let running = app::start(config, axum::Router::new()).await?;
+        Ok(Self::wrap(data_dir, running))
+    }
+
+    fn wrap(data_dir: &Path, running: Running) -> Daemon {
         let client = client_for(data_dir, running.https_addr);
-        Ok(Daemon {
+        Daemon {
             running,
             data_dir: data_dir.to_path_buf(),
             client,
             _temp: None,
-        })
+        }
     }
 
     /// `https://localhost:PORT{path}`.
@@ -85,11 +96,15 @@ pub fn self_signed_pem(data_dir: &Path) -> Vec<u8> {
 
 /// A client that trusts only the daemon's self-signed certificate and resolves
 /// `localhost` to the daemon's loopback address.
+/// Without a self-signed certificate (own files, reverse proxy) it trusts
+/// nothing, and tests build their own client.
 pub fn client_for(data_dir: &Path, addr: SocketAddr) -> reqwest::Client {
-    let root = reqwest::Certificate::from_pem(&self_signed_pem(data_dir)).expect("PEM");
-    reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(root)
+    let mut builder = reqwest::Client::builder().tls_built_in_root_certs(false);
+    if data_dir.join("tls/self-signed.crt").exists() {
+        let root = reqwest::Certificate::from_pem(&self_signed_pem(data_dir)).expect("PEM");
+        builder = builder.add_root_certificate(root);
+    }
+    builder
         .resolve("localhost", addr)
         .redirect(reqwest::redirect::Policy::none())
         .tls_info(true)

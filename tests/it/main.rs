@@ -2,7 +2,11 @@
 
 mod accounts;
 mod blackbox;
+mod certs;
 mod daemon;
 mod harness;
+mod hub;
 mod objects;
+mod openapi;
+mod sessions;
 mod turn;

@@ -20,7 +20,8 @@ pub(super) fn routes() -> Vec<Route> {
             "/api/v1/auth/login",
             Access::Public,
             post(login),
-        ),
+        )
+        .body::<Credentials>(),
         route(
             Method::POST,
             "/api/v1/auth/logout",
@@ -32,7 +33,8 @@ pub(super) fn routes() -> Vec<Route> {
             "/api/v1/auth/password",
             Access::Signed,
             post(change_password),
-        ),
+        )
+        .body::<PasswordChange>(),
         route(
             Method::GET,
             "/api/v1/auth/jwt",
@@ -44,12 +46,19 @@ pub(super) fn routes() -> Vec<Route> {
             "/api/v1/auth/jwt",
             Access::Public,
             post(jwt_post),
-        ),
+        )
+        .body::<TokenParam>(),
         route(Method::GET, "/api/v1/me", Access::Signed, get(me)),
+        route(
+            Method::GET,
+            "/api/v1/client",
+            Access::Open,
+            get(crate::web::client_address),
+        ),
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Credentials {
     username: String,
@@ -160,7 +169,7 @@ async fn logout(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordChange {
     old: String,
@@ -212,7 +221,7 @@ async fn me(
     Ok(Json(me_of(&ctx, principal, must_change, nickname)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct TokenParam {
     token: String,
 }

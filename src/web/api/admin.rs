@@ -19,7 +19,7 @@ pub(super) fn routes() -> Vec<Route> {
     use Access::HostAdmin as A;
     vec![
         route(Method::GET, "/api/v1/users", A, get(list_users)),
-        route(Method::POST, "/api/v1/users", A, post(create_user)),
+        route(Method::POST, "/api/v1/users", A, post(create_user)).body::<UserInput>(),
         route(Method::POST, "/api/v1/users/import", A, post(import_users)),
         route(Method::GET, "/api/v1/users/{username}", A, get(get_user)),
         route(
@@ -27,7 +27,8 @@ pub(super) fn routes() -> Vec<Route> {
             "/api/v1/users/{username}",
             A,
             patch(update_user),
-        ),
+        )
+        .body::<UserInput>(),
         route(
             Method::DELETE,
             "/api/v1/users/{username}",
@@ -41,7 +42,7 @@ pub(super) fn routes() -> Vec<Route> {
             delete(revoke_sessions),
         ),
         route(Method::GET, "/api/v1/keys", A, get(list_keys)),
-        route(Method::POST, "/api/v1/keys", A, post(create_key)),
+        route(Method::POST, "/api/v1/keys", A, post(create_key)).body::<NewKey>(),
         route(Method::DELETE, "/api/v1/keys/{id}", A, delete(revoke_key)),
         route(Method::GET, "/api/v1/jwt-secrets", A, get(list_jwt_secrets)),
         route(
@@ -218,7 +219,7 @@ async fn list_keys(
     )?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewKey {
     pub name: String,

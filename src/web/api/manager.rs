@@ -18,17 +18,18 @@ pub(super) fn routes() -> Vec<Route> {
     use Access::Manager as M;
     vec![
         route(Method::GET, "/api/v1/hosts", M, get(list_hosts)),
-        route(Method::POST, "/api/v1/hosts", M, post(create_host)),
+        route(Method::POST, "/api/v1/hosts", M, post(create_host)).body::<HostInput>(),
         route(Method::GET, "/api/v1/hosts/{id}", M, get(get_host)),
-        route(Method::PATCH, "/api/v1/hosts/{id}", M, patch(update_host)),
+        route(Method::PATCH, "/api/v1/hosts/{id}", M, patch(update_host)).body::<HostInput>(),
         route(
             Method::POST,
             "/api/v1/hosts/{id}/users",
             M,
             post(create_host_user),
-        ),
+        )
+        .body::<crate::auth::users::UserInput>(),
         route(Method::GET, "/api/v1/instance/keys", M, get(list_keys)),
-        route(Method::POST, "/api/v1/instance/keys", M, post(create_key)),
+        route(Method::POST, "/api/v1/instance/keys", M, post(create_key)).body::<NewKey>(),
         route(
             Method::DELETE,
             "/api/v1/instance/keys/{id}",

@@ -6,6 +6,9 @@
 mod accounts;
 mod admin;
 mod manager;
+pub mod openapi;
+mod sessions;
+mod ws;
 
 use super::error::ApiError;
 use super::{PeerAddr, WebState};
@@ -23,7 +26,9 @@ use std::sync::Arc;
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone (sign-in, JWT links).
+    /// Anyone, on any Host (diagnostics that need no host).
+    Open,
+    /// Anyone on a configured host (sign-in, JWT links).
     Public,
     /// Any signed-in account, even one that must still change its password.
     Signed,
@@ -32,6 +37,8 @@ pub enum Access {
     HostAdmin,
     /// The manager only, on MANAGER_HOST (and instance API keys).
     Manager,
+    /// Proctors, administrators, the manager and the host's API keys.
+    Staff,
 }
 
 /// One API route.
@@ -39,7 +46,26 @@ pub struct Route {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    /// The JSON body it takes, for the OpenAPI document.
+    pub body: Option<BodySchema>,
     handler: MethodRouter<Arc<WebState>>,
+}
+
+/// Produces a body's schema (a `$ref` into the document's components).
+pub type BodySchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+fn schema_of<T: schemars::JsonSchema>(
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    generator.subschema_for::<T>()
+}
+
+impl Route {
+    /// Declares the JSON body the route takes.
+    fn body<T: schemars::JsonSchema>(mut self) -> Self {
+        self.body = Some(schema_of::<T>);
+        self
+    }
 }
 
 fn route(
@@ -52,6 +78,7 @@ fn route(
         method,
         path,
         access,
+        body: None,
         handler,
     }
 }
@@ -61,6 +88,14 @@ pub fn routes() -> Vec<Route> {
     let mut all = accounts::routes();
     all.extend(admin::routes());
     all.extend(manager::routes());
+    all.extend(sessions::routes());
+    all.extend(ws::routes());
+    all.push(route(
+        Method::GET,
+        "/api/v1/openapi.json",
+        Access::Open,
+        axum::routing::get(openapi::serve),
+    ));
     all
 }
 
@@ -154,6 +189,9 @@ async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if access == Access::Open {
+        return next.run(request).await;
+    }
     match authorize(&state, access, &request) {
         Ok(ctx) => {
             request.extensions_mut().insert(ctx);
@@ -242,9 +280,10 @@ fn authorize(state: &WebState, access: Access, request: &Request) -> Result<Ctx,
         return Err(AuthError::PasswordChangeRequired);
     }
     let allowed = match access {
-        Access::Public | Access::Signed => true,
+        Access::Open | Access::Public | Access::Signed => true,
         Access::HostAdmin => matches!(principal.role(), Role::Administrator | Role::Manager),
         Access::Manager => principal.role() == Role::Manager,
+        Access::Staff => principal.role() != Role::Student,
     };
     if allowed {
         Ok(ctx)
