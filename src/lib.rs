@@ -13,6 +13,7 @@ pub mod proctoring;
 pub mod realtime;
 pub mod store;
 pub mod tls;
+pub mod turn;
 pub mod web;
 
 /// The version reported by `/ping`, `invigil version` and the front page.

@@ -53,6 +53,8 @@ pub enum AppError {
     Auth(#[from] crate::auth::AuthError),
     #[error("cannot keep the session key: {0}")]
     Secrets(String),
+    #[error("TURN_PORT: {0}")]
+    Turn(#[from] crate::turn::TurnError),
     #[error("cannot stop overdue sessions: {0}")]
     Proctoring(#[from] crate::proctoring::ProctoringError),
 }
@@ -66,6 +68,10 @@ pub struct Running {
     pub generated_manager_password: Option<Secret>,
     pub store: Arc<dyn Store>,
     pub objects: Objects,
+    /// The embedded TURN relay; `None` when `TURN_URI` names an external one.
+    pub turn: Option<crate::turn::server::TurnServer>,
+    /// Mints per-participant TURN credentials for browsers.
+    pub ice: crate::turn::credentials::Minter,
     /// The live hub (its load is visible to diagnostics and tests).
     pub hub: Arc<crate::realtime::Hub>,
     tasks: Tasks,
@@ -81,6 +87,17 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     // Bind before opening the store so that a port in use is reported as a
     // configuration error and nothing is half-started.
     let (https, http) = bind(&config).await.map_err(AppError::Preflight)?;
+    let turn_secret = secrets::turn_secret(&config).map_err(AppError::Secrets)?;
+    let turn = match config.turn_uri {
+        Some(_) => None,
+        None => Some(
+            crate::turn::server::TurnServer::bind(crate::turn::Settings::from_config(
+                &config,
+                turn_secret.clone(),
+            ))
+            .await?,
+        ),
+    };
     let mut config = config;
     if config.port == 0
         && let (Ok(addr), Some(default)) =
@@ -178,13 +195,49 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
 
     let proxies = Arc::new(TrustedProxies(config.trusted_proxies.clone()));
     let signal = tasks.shutdown_signal();
+    if let Some(turn) = &turn {
+        let signal = tasks.shutdown_signal();
+        tasks.spawn("turn-udp", turn.clone().serve_udp(signal.requested()));
+        let signal = tasks.shutdown_signal();
+        tasks.spawn("turn-tcp", turn.clone().serve_tcp(signal.requested()));
+        let signal = tasks.shutdown_signal();
+        tasks.spawn("turn-sweep", turn.clone().sweep(signal.requested()));
+    }
+    let ice = crate::turn::credentials::Minter::new(
+        turn_secret,
+        match (&config.turn_uri, &turn) {
+            (Some(uri), _) => crate::turn::credentials::Target::External {
+                urls: crate::turn::credentials::external_urls(uri),
+            },
+            (None, t) => crate::turn::credentials::Target::Embedded {
+                host: config.domain_name.clone().unwrap_or_else(|| {
+                    config
+                        .turn_external_ip
+                        .map_or(config.host, |(public, _)| public)
+                        .to_string()
+                }),
+                turn_port: t
+                    .as_ref()
+                    .map_or(config.turn_port, |t| t.local_addr().port()),
+                https_port: https_addr.port(),
+            },
+        },
+    );
     match &checked.resolver {
         Some(resolver) => {
             let acceptor =
                 tokio_rustls::TlsAcceptor::from(crate::tls::server_config(resolver.clone()));
             tasks.spawn(
                 "https",
-                serve::serve_https(https, acceptor, router, limits, proxies, signal.requested()),
+                serve::serve_https(
+                    https,
+                    acceptor,
+                    router,
+                    limits,
+                    proxies,
+                    turn.clone(),
+                    signal.requested(),
+                ),
             );
         }
         None => tasks.spawn(
@@ -245,6 +298,8 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         generated_manager_password: generated,
         store,
         objects,
+        turn,
+        ice,
         hub,
         tasks,
         reload,

@@ -9,3 +9,4 @@ mod hub;
 mod objects;
 mod openapi;
 mod sessions;
+mod turn;
