@@ -5,6 +5,7 @@ pub mod assets;
 pub mod error;
 pub mod forwarded;
 pub mod metrics;
+pub mod range;
 pub mod serve;
 
 use assets::Assets;

@@ -187,6 +187,20 @@ async fn reverse_proxy_mode_behind_nginx() {
     let page = via.get(url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<html"));
+    // A Range request passes through nginx and gets 206 with Content-Range.
+    let part = via
+        .get(url("/style.css"))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    let content_range = part.headers()["content-range"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(content_range.starts_with("bytes 0-9/"), "{content_range}");
+    assert_eq!(part.bytes().await.unwrap().len(), 10);
 
     // Through nginx invigil sees the real client and scheme, and a forged
     // X-Forwarded-For from the client does not get through.
