@@ -8,5 +8,6 @@ mod harness;
 mod hub;
 mod objects;
 mod openapi;
+mod rest;
 mod sessions;
 mod turn;

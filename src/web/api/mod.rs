@@ -295,6 +295,17 @@ fn authorize(state: &WebState, access: Access, request: &Request) -> Result<Ctx,
     }
 }
 
+/// Runs store and argon2 work off the async threads: a sign-in storm or a
+/// slow fsync must not stall every other request.
+pub(super) async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("internal", e))?
+        .map_err(Into::into)
+}
+
 /// The cookie that carries a new session.
 pub fn session_cookie(token: &str) -> String {
     format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Lax")

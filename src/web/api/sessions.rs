@@ -3,7 +3,7 @@
 //! session is decided per record: students their own, proctors the ones they
 //! watch, administrators all of their host.
 
-use super::{Access, Ctx, Route, route};
+use super::{Access, Ctx, Route, blocking, route};
 use crate::auth::{Principal, Role, now_secs};
 use crate::proctoring::access::{self, Standing};
 use crate::proctoring::metrics::{Metric, Score};
@@ -213,7 +213,7 @@ async fn act(
     let who = ctx.who()?.actor();
     let announced_by = who.clone();
     let store = state.accounts.store.clone();
-    let updated = tokio::task::spawn_blocking(move || {
+    let updated = blocking(move || {
         sessions::act(
             store.as_ref(),
             &s.host_id,
@@ -224,8 +224,7 @@ async fn act(
             conclusion,
         )
     })
-    .await
-    .map_err(|e| ApiError::internal("internal", e))??;
+    .await?;
     state.hub.announce_status(&updated, action, &announced_by);
     Ok(Json(updated))
 }
