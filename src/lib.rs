@@ -10,9 +10,11 @@ pub mod cli;
 pub mod config;
 pub mod objects;
 pub mod proctoring;
+pub mod realtime;
 pub mod recognize;
 pub mod store;
 pub mod tls;
+pub mod turn;
 pub mod web;
 
 /// The version reported by `/ping`, `invigil version` and the front page.

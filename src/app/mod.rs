@@ -53,6 +53,8 @@ pub enum AppError {
     Auth(#[from] crate::auth::AuthError),
     #[error("cannot keep the session key: {0}")]
     Secrets(String),
+    #[error("TURN_PORT: {0}")]
+    Turn(#[from] crate::turn::TurnError),
     #[error("cannot stop overdue sessions: {0}")]
     Proctoring(#[from] crate::proctoring::ProctoringError),
 }
@@ -66,6 +68,12 @@ pub struct Running {
     pub generated_manager_password: Option<Secret>,
     pub store: Arc<dyn Store>,
     pub objects: Objects,
+    /// The embedded TURN relay; `None` when `TURN_URI` names an external one.
+    pub turn: Option<crate::turn::server::TurnServer>,
+    /// Mints per-participant TURN credentials for browsers.
+    pub ice: crate::turn::credentials::Minter,
+    /// The live hub (its load is visible to diagnostics and tests).
+    pub hub: Arc<crate::realtime::Hub>,
     tasks: Tasks,
     reload: Arc<Notify>,
     _lock: datadir::DataDirLock,
@@ -79,6 +87,17 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     // Bind before opening the store so that a port in use is reported as a
     // configuration error and nothing is half-started.
     let (https, http) = bind(&config).await.map_err(AppError::Preflight)?;
+    let turn_secret = secrets::turn_secret(&config).map_err(AppError::Secrets)?;
+    let turn = match config.turn_uri {
+        Some(_) => None,
+        None => Some(
+            crate::turn::server::TurnServer::bind(crate::turn::Settings::from_config(
+                &config,
+                turn_secret.clone(),
+            ))
+            .await?,
+        ),
+    };
     let mut config = config;
     if config.port == 0
         && let (Ok(addr), Some(default)) =
@@ -135,6 +154,12 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     if let Some(info) = checked.resolver.as_ref().and_then(|r| r.current_info()) {
         tls_metrics.set_expiry(info.not_after);
     }
+    let mut tasks = Tasks::new();
+    let hub = Arc::new(crate::realtime::Hub::new(
+        store.clone(),
+        crate::realtime::Limits::default(),
+        tasks.shutdown_signal(),
+    ));
     let state = Arc::new(WebState {
         version: VERSION,
         tls_mode: checked.tls_mode,
@@ -155,6 +180,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             Policy::from_config(&config),
             session_key,
         )),
+        hub: hub.clone(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {
@@ -167,16 +193,51 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         .map(|l| l.local_addr().map_err(bind_error("HTTP_PORT")))
         .transpose()?;
 
-    let mut tasks = Tasks::new();
     let proxies = Arc::new(TrustedProxies(config.trusted_proxies.clone()));
     let signal = tasks.shutdown_signal();
+    if let Some(turn) = &turn {
+        let signal = tasks.shutdown_signal();
+        tasks.spawn("turn-udp", turn.clone().serve_udp(signal.requested()));
+        let signal = tasks.shutdown_signal();
+        tasks.spawn("turn-tcp", turn.clone().serve_tcp(signal.requested()));
+        let signal = tasks.shutdown_signal();
+        tasks.spawn("turn-sweep", turn.clone().sweep(signal.requested()));
+    }
+    let ice = crate::turn::credentials::Minter::new(
+        turn_secret,
+        match (&config.turn_uri, &turn) {
+            (Some(uri), _) => crate::turn::credentials::Target::External {
+                urls: crate::turn::credentials::external_urls(uri),
+            },
+            (None, t) => crate::turn::credentials::Target::Embedded {
+                host: config.domain_name.clone().unwrap_or_else(|| {
+                    config
+                        .turn_external_ip
+                        .map_or(config.host, |(public, _)| public)
+                        .to_string()
+                }),
+                turn_port: t
+                    .as_ref()
+                    .map_or(config.turn_port, |t| t.local_addr().port()),
+                https_port: https_addr.port(),
+            },
+        },
+    );
     match &checked.resolver {
         Some(resolver) => {
             let acceptor =
                 tokio_rustls::TlsAcceptor::from(crate::tls::server_config(resolver.clone()));
             tasks.spawn(
                 "https",
-                serve::serve_https(https, acceptor, router, limits, proxies, signal.requested()),
+                serve::serve_https(
+                    https,
+                    acceptor,
+                    router,
+                    limits,
+                    proxies,
+                    turn.clone(),
+                    signal.requested(),
+                ),
             );
         }
         None => tasks.spawn(
@@ -220,10 +281,15 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         );
     }
     let signal = tasks.shutdown_signal();
-    tasks.spawn("session-timer", session_timer(store.clone(), signal));
+    tasks.spawn(
+        "session-timer",
+        session_timer(store.clone(), hub.clone(), signal),
+    );
     let sweep_store = store.clone();
     let signal = tasks.shutdown_signal();
     tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
+    let signal = tasks.shutdown_signal();
+    tasks.spawn("hub-heartbeats", hub.clone().run_heartbeats(signal));
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,
@@ -232,6 +298,9 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         generated_manager_password: generated,
         store,
         objects,
+        turn,
+        ice,
+        hub,
         tasks,
         reload,
         _lock: checked.lock,
@@ -300,7 +369,11 @@ impl Running {
 /// timer index lives in the store, so it survives restarts; this task only
 /// wakes up when the next end time comes (or every few seconds, to pick up
 /// sessions started since).
-async fn session_timer(store: Arc<dyn Store>, signal: tasks::Shutdown) {
+async fn session_timer(
+    store: Arc<dyn Store>,
+    hub: Arc<crate::realtime::Hub>,
+    signal: tasks::Shutdown,
+) {
     use crate::proctoring::sessions;
     let stop = signal.requested();
     tokio::pin!(stop);
@@ -309,16 +382,16 @@ async fn session_timer(store: Arc<dyn Store>, signal: tasks::Shutdown) {
         let s = store.clone();
         let next = tokio::task::spawn_blocking(move || {
             let stopped = sessions::stop_due(s.as_ref(), now)?;
-            Ok::<_, crate::proctoring::ProctoringError>((
-                stopped.len(),
-                sessions::next_due(s.as_ref())?,
-            ))
+            Ok::<_, crate::proctoring::ProctoringError>((stopped, sessions::next_due(s.as_ref())?))
         })
         .await;
         let wait = match next {
-            Ok(Ok((n, next))) => {
-                if n > 0 {
-                    tracing::info!(count = n, "sessions stopped at their deadline");
+            Ok(Ok((stopped, next))) => {
+                if !stopped.is_empty() {
+                    tracing::info!(count = stopped.len(), "sessions stopped at their deadline");
+                }
+                for s in &stopped {
+                    hub.announce_status(s, sessions::Action::Stop, "invigil");
                 }
                 next.map_or(5, |at| at.saturating_sub(now).clamp(1, 5))
             }

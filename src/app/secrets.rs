@@ -43,6 +43,37 @@ pub fn session_key(config: &Config) -> Result<Vec<u8>, String> {
     }
 }
 
+/// File that keeps the generated TURN credential secret (mode 0600).
+pub const TURN_SECRET_FILE: &str = "turn.secret";
+
+/// The TURN credential secret: `TURN_AUTH_SECRET` when set, else generated at
+/// first start and kept in `DATA_DIR/turn.secret`, so credentials minted
+/// before a restart stay valid.
+pub fn turn_secret(config: &Config) -> Result<Vec<u8>, String> {
+    if let Some(secret) = &config.turn_auth_secret {
+        return Ok(secret.expose().as_bytes().to_vec());
+    }
+    let path = config.data_dir.join(TURN_SECRET_FILE);
+    let shown = |e: std::io::Error| format!("{}: {e}", path.display());
+    match datadir::read_secret_file(&path).map_err(shown)? {
+        Some(text) if text.trim_ascii().len() >= 32 => Ok(text.trim_ascii().to_vec()),
+        Some(_) => Err(format!(
+            "{} holds a secret shorter than 32 characters; remove it to have a new one made",
+            path.display()
+        )),
+        None => {
+            let mut key = [0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            // Kept as text: coturn's static-auth-secret is a string, so an
+            // external coturn can be given the same value.
+            let text = hex::encode(key);
+            datadir::write_secret_file(&path, format!("{text}\n").as_bytes()).map_err(shown)?;
+            tracing::info!("generated a TURN secret in {}", path.display());
+            Ok(text.into_bytes())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +91,19 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         std::fs::write(dir.path().join(SESSION_KEY_FILE), "c2hvcnQ=").unwrap();
         assert!(session_key(&config).unwrap_err().contains("shorter"));
+    }
+
+    #[test]
+    fn turn_secret_generated_once_unless_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::load(None, Vec::new()).unwrap().config;
+        config.data_dir = dir.path().to_path_buf();
+        let first = turn_secret(&config).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(turn_secret(&config).unwrap(), first);
+        let meta = std::fs::metadata(dir.path().join(TURN_SECRET_FILE)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        config.turn_auth_secret = Some(crate::config::Secret::new("operator-chosen-secret"));
+        assert_eq!(turn_secret(&config).unwrap(), b"operator-chosen-secret");
     }
 }

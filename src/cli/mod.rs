@@ -31,6 +31,18 @@ enum Command {
     CheckConfig,
     /// Print the version.
     Version,
+    /// Allocate twice on a TURN server, relay between the allocations, print
+    /// candidates and round-trip time (default: this instance's relay).
+    TurnCheck {
+        /// `turn://user:pass@host:port` (default: TURN_URI, else the embedded
+        /// relay on TURN_PORT with TURN_USER or a minted credential).
+        uri: Option<String>,
+    },
+    /// Benchmarks against a peer implementation.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -45,18 +57,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure performance.
-    Bench {
-        #[command(subcommand)]
-        command: BenchCommand,
-    },
     /// The exam centre's own certificate authority.
     #[command(subcommand)]
     Ca(ca::CaCommand),
 }
 
 #[derive(Debug, Subcommand)]
-enum BenchCommand {
+enum Bench {
+    /// coturn's turnserver and invigil's relay under the same
+    /// turnutils_uclient load, on loopback.
+    Turn {
+        /// Message sizes in bytes.
+        #[arg(long, value_delimiter = ',', default_value = "100,1200")]
+        sizes: Vec<usize>,
+        /// Concurrent clients.
+        #[arg(long, value_delimiter = ',', default_value = "10,50")]
+        clients: Vec<usize>,
+        /// Messages per client.
+        #[arg(long, default_value_t = 500)]
+        messages: usize,
+        /// Milliseconds between a client's messages.
+        #[arg(long, default_value_t = 1)]
+        gap_ms: u32,
+        /// `udp`, `tcp` or both.
+        #[arg(long, value_delimiter = ',', default_value = "udp,tcp")]
+        transports: Vec<String>,
+    },
     /// Detect + align + embed per 640×480 frame built from the given photos.
     Recognize {
         #[arg(required = true, value_name = "FILE")]
@@ -101,13 +127,48 @@ pub fn main() -> ExitCode {
         }
         Command::CheckConfig => check_config(cli.env_file),
         Command::Serve => serve(cli.env_file),
+        Command::TurnCheck { uri } => turn_check(cli.env_file, uri),
+        Command::Bench {
+            what:
+                Bench::Turn {
+                    sizes,
+                    clients,
+                    messages,
+                    gap_ms,
+                    transports,
+                },
+        } => {
+            let mut ts = Vec::new();
+            for t in transports {
+                match t.as_str() {
+                    "udp" => ts.push(crate::turn::bench::Transport::Udp),
+                    "tcp" => ts.push(crate::turn::bench::Transport::Tcp),
+                    other => {
+                        eprintln!("invigil: unknown transport {other:?} (udp or tcp)");
+                        return ExitCode::from(EXIT_BAD_CONFIG);
+                    }
+                }
+            }
+            let options = crate::turn::bench::Options {
+                sizes,
+                clients,
+                messages,
+                gap_ms,
+                transports: ts,
+            };
+            block_on(async move {
+                crate::turn::bench::run(&options, &mut std::io::stdout())
+                    .await
+                    .map(|_| ())
+            })
+        }
         Command::Audit {
             command: AuditCommand::Verify { host },
         } => audit_verify(cli.env_file, host),
         Command::Recognize { files, json } => recognize::run(&files, json),
         Command::Bench {
-            command:
-                BenchCommand::Recognize {
+            what:
+                Bench::Recognize {
                     files,
                     frames,
                     threads,
@@ -115,6 +176,53 @@ pub fn main() -> ExitCode {
         } => recognize::bench(&files, frames, threads.unwrap_or_else(cpus)),
         Command::Ca(command) => ca::ca(cli.env_file, command),
     }
+}
+
+/// Runs a command's future on a fresh runtime; errors go to stderr, exit 1.
+fn block_on(f: impl std::future::Future<Output = Result<(), crate::turn::TurnError>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("invigil: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("invigil: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn turn_check(env_file: Option<PathBuf>, uri: Option<String>) -> ExitCode {
+    let loaded = match load(env_file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    // The secret only matters when no user:password is given; reading it
+    // never fails the check by itself.
+    let secret = app::secrets::turn_secret(&loaded.config).ok();
+    let target = match crate::turn::check::Target::resolve(
+        &loaded.config,
+        uri.as_deref(),
+        secret.as_deref(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("invigil: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    block_on(async move {
+        crate::turn::check::run(&target, &mut std::io::stdout())
+            .await
+            .map(|_| ())
+    })
 }
 
 fn load(env_file: Option<PathBuf>) -> Result<Loaded, ExitCode> {

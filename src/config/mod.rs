@@ -8,6 +8,8 @@ pub mod password_rule;
 pub mod vars;
 
 pub use check::{MultiHostUri, parse_multi_host};
+/// A CIDR network (the `ipnet` crate's), as TURN_ALLOWED_PEERS gives them.
+pub use ipnet::IpNet;
 pub use password_rule::PasswordRule;
 
 use check::Checker;
@@ -157,6 +159,8 @@ pub struct Config {
     pub turn_external_ip: Option<(IpAddr, Option<IpAddr>)>,
     pub turn_min_port: u16,
     pub turn_max_port: u16,
+    pub turn_auth_secret: Option<Secret>,
+    pub turn_allowed_peers: Vec<IpNet>,
     pub log_format: LogFormat,
 }
 
@@ -518,6 +522,21 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
             format!("{turn_min_port} is above TURN_MAX_PORT {turn_max_port}"),
         );
     }
+    let turn_auth_secret = c.secret("TURN_AUTH_SECRET");
+    if turn_auth_secret
+        .as_ref()
+        .is_some_and(|s| s.expose().len() < 16)
+    {
+        c.error("TURN_AUTH_SECRET", "must be at least 16 characters");
+    }
+    let turn_allowed_peers = c
+        .raw("TURN_ALLOWED_PEERS")
+        .and_then(|raw| {
+            parse_cidrs(raw)
+                .map_err(|e| c.error("TURN_ALLOWED_PEERS", e))
+                .ok()
+        })
+        .unwrap_or_default();
     let log_format = match c.string("LOG_FORMAT", "text").to_ascii_lowercase().as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -574,6 +593,8 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         turn_external_ip,
         turn_min_port,
         turn_max_port,
+        turn_auth_secret,
+        turn_allowed_peers,
         log_format,
     }
 }

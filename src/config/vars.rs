@@ -279,6 +279,18 @@ pub const VARS: &[Var] = &[
         false,
         "advertised relay address, IP or public/private",
     ),
+    used(
+        "TURN_AUTH_SECRET",
+        None,
+        true,
+        "shared secret for short-lived TURN credentials (coturn's static-auth-secret); default: generated into DATA_DIR/turn.secret",
+    ),
+    used(
+        "TURN_ALLOWED_PEERS",
+        None,
+        false,
+        "comma-separated CIDRs the relay may reach although they are private, e.g. an exam centre's LAN",
+    ),
     used("TURN_MIN_PORT", Some("49152"), false, "lowest relay port"),
     used("TURN_MAX_PORT", Some("65535"), false, "highest relay port"),
     used(

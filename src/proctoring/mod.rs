@@ -1,6 +1,8 @@
 //! The proctoring domain: templates, sessions and their status machine,
 //! metrics and the score, the protocol. No HTTP types here.
 
+pub mod access;
+pub mod live;
 pub mod metrics;
 pub mod protocol;
 pub mod sessions;

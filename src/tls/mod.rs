@@ -33,8 +33,12 @@ pub use rustls::sign::CertifiedKey;
 /// ALPN protocol of the ACME tls-alpn-01 challenge (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
+/// ALPN protocol of TURN over TLS (RFC 7443); the HTTPS port hands such
+/// connections to the TURN relay.
+pub const TURN_ALPN: &[u8] = b"stun.turn";
+
 /// ALPN protocols offered to clients, in order of preference.
-const ALPN_PROTOCOLS: [&[u8]; 3] = [b"h2", b"http/1.1", ACME_TLS_ALPN];
+const ALPN_PROTOCOLS: [&[u8]; 4] = [b"h2", b"http/1.1", ACME_TLS_ALPN, TURN_ALPN];
 
 /// Everything that can go wrong loading or creating certificates.
 ///

@@ -2,7 +2,6 @@
 //! when it is set (so a change to the interface shows without a rebuild).
 
 use super::error::ApiError;
-use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use sha2::{Digest, Sha256};
@@ -74,7 +73,7 @@ impl Assets {
         if matches_etag(request_headers, &etag) {
             return (StatusCode::NOT_MODIFIED, headers).into_response();
         }
-        (StatusCode::OK, headers, Body::from(bytes)).into_response()
+        super::range::respond(bytes, headers, request_headers, &etag)
     }
 
     async fn read(&self, path: &str) -> Option<Vec<u8>> {

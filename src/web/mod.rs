@@ -5,6 +5,7 @@ pub mod assets;
 pub mod error;
 pub mod forwarded;
 pub mod metrics;
+pub mod range;
 pub mod serve;
 
 use assets::Assets;
@@ -37,6 +38,8 @@ pub struct WebState {
     pub assets: Assets,
     pub upload_limit_bytes: u64,
     pub accounts: Arc<crate::auth::Accounts>,
+    /// The live hub behind `/api/v1/ws`.
+    pub hub: Arc<crate::realtime::Hub>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

@@ -5,6 +5,7 @@
 use super::PeerAddr;
 use super::forwarded::TrustedProxies;
 use crate::tls::acme::Http01Tokens;
+use crate::turn::server::TurnServer;
 use axum::Router;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -49,6 +50,7 @@ pub async fn serve_https(
     router: Router,
     limits: ConnLimits,
     proxies: Arc<TrustedProxies>,
+    turn: Option<TurnServer>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -72,9 +74,23 @@ pub async fn serve_https(
         let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let turn = turn.clone();
         let proxies = proxies.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
+            // Plain TURN-over-TCP on the HTTPS port: anything that does not
+            // open with a TLS handshake record (0x16).
+            if let Some(turn) = &turn {
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(limits.timeout, tcp.peek(&mut first)).await {
+                    Ok(Ok(1)) if first[0] != 0x16 => {
+                        turn.clone().serve_stream(tcp, peer).await;
+                        return;
+                    }
+                    Ok(Ok(1)) => {}
+                    _ => return,
+                }
+            }
             let tls = match tokio::time::timeout(limits.timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -88,6 +104,13 @@ pub async fn serve_https(
             };
             // An ACME validation handshake carries no HTTP; it ends here.
             if crate::tls::is_acme_challenge(tls.get_ref().1.alpn_protocol()) {
+                return;
+            }
+            // TURN over TLS (RFC 7443 ALPN `stun.turn`).
+            if let Some(turn) = &turn
+                && tls.get_ref().1.alpn_protocol() == Some(crate::tls::TURN_ALPN)
+            {
+                turn.clone().serve_stream(tls, peer).await;
                 return;
             }
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {

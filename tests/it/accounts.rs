@@ -610,6 +610,7 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("POST", "/api/v1/sessions/{id}/resume"), "signed"),
         (("POST", "/api/v1/sessions/{id}/stop"), "signed"),
         (("POST", "/api/v1/sessions/{id}/conclude"), "signed"),
+        (("GET", "/api/v1/ws"), "signed"),
     ]
     .into_iter()
     .collect();

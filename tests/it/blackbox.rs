@@ -104,6 +104,7 @@ pub(crate) fn serve(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
     // Port 0: the kernel picks free ports and the banner says which.
     cmd.env("PORT", "0")
         .env("HTTP_PORT", "0")
+        .env("TURN_PORT", "0")
         .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap());
@@ -206,6 +207,7 @@ fn json_logs_and_second_instance_refused() {
     let mut second = invigil(dir.path())
         .env("PORT", "0")
         .env("HTTP_PORT", "off")
+        .env("TURN_PORT", "0")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -23,6 +23,7 @@ fn base_vars(data_dir: &Path) -> Vec<(String, String)> {
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
         ("HTTP_PORT", "0"),
+        ("TURN_PORT", "0"),
         ("DATA_DIR", data_dir.to_str().expect("utf-8 temp path")),
     ]
     .iter()

@@ -3,106 +3,16 @@
 //! see what, and a deadline that passes while the daemon is down.
 
 use crate::harness::Daemon;
+use crate::rest::Rest;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PW: &str = "Manager pass 123";
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    host: String,
-}
-
-impl Client {
-    fn new(d: &Daemon) -> Client {
-        let root =
-            reqwest::Certificate::from_pem(&crate::harness::self_signed_pem(&d.data_dir)).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(root)
-            .resolve("localhost", d.running.https_addr)
-            .build()
-            .unwrap();
-        let host = format!("localhost:{}", d.running.https_addr.port());
-        Client {
-            http,
-            base: format!("https://{host}"),
-            host,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        cookie: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("origin", &self.base);
-        if !cookie.is_empty() {
-            req = req.header("cookie", format!("__Host-invigil={cookie}"));
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn login(&self, username: &str, password: &str) -> String {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{username}");
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("__Host-invigil="))
-            .map(|v| v.split(';').next().unwrap().to_string())
-            .unwrap();
-        let _ = &self.host;
-        cookie
-    }
-
-    /// A user made by the manager, with the first-password change done.
-    async fn user(&self, manager: &str, username: &str, role: &str, groups: &[&str]) -> String {
-        let body = json!({ "username": username, "role": role, "password": "Temporary pass 1", "groups": groups });
-        assert_eq!(
-            self.call(Method::POST, "/api/v1/users", manager, Some(body))
-                .await
-                .0,
-            201
-        );
-        let first = self.login(username, "Temporary pass 1").await;
-        let change = json!({ "old": "Temporary pass 1", "new": "Chosen pass 123" });
-        assert_eq!(
-            self.call(Method::POST, "/api/v1/auth/password", &first, Some(change))
-                .await
-                .0,
-            200
-        );
-        self.login(username, "Chosen pass 123").await
-    }
-}
 
 #[tokio::test]
 async fn a_whole_exam_with_a_student_and_two_proctors() {
     let d = Daemon::start(&[("MANAGER_PASSWORD", PW)]).await;
-    let c = Client::new(&d);
+    let c = Rest::new(&d);
     let manager = c.login("manager", PW).await;
     let admin = c.user(&manager, "adm", "administrator", &[]).await;
     let ann = c.user(&manager, "ann", "student", &[]).await;
@@ -254,7 +164,7 @@ async fn a_deadline_that_passes_while_down_stops_the_session_at_the_deadline() {
     let d = Daemon::start_in(dir.path(), &vars, axum::Router::new())
         .await
         .unwrap();
-    let c = Client::new(&d);
+    let c = Rest::new(&d);
     let manager = c.login("manager", PW).await;
     let ann = c.user(&manager, "ann", "student", &[]).await;
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Sign-in, sign-out, password change, "who am I", and JWT links.
 
-use super::{Access, Ctx, Route, clear_cookie, route, session_cookie};
+use super::{Access, Ctx, Route, blocking, clear_cookie, route, session_cookie};
 use crate::auth::login::SignedIn;
 use crate::auth::{AuthError, Principal, now_secs};
 use crate::web::WebState;
@@ -113,17 +113,6 @@ fn signed_in_response(ctx: &Ctx, signed: &SignedIn) -> Response {
         Json(body),
     )
         .into_response()
-}
-
-/// Runs the argon2 work off the async threads: a sign-in storm must not
-/// stall every other request.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal("internal", e))?
-        .map_err(ApiError::from)
 }
 
 async fn login(

@@ -2,7 +2,7 @@
 //! sign-in sessions and the audit log. Everything is scoped to the host the
 //! request's Host header names.
 
-use super::{Access, Ctx, Route, route};
+use super::{Access, Ctx, Route, blocking, route};
 use crate::auth::users::{self, UserInput};
 use crate::auth::{Role, apikeys, audit, csv_import, hosts, now_secs, sessions};
 use crate::web::WebState;
@@ -94,7 +94,7 @@ async fn create_user(
     Json(input): Json<UserInput>,
 ) -> Result<(StatusCode, Json<users::UserView>), ApiError> {
     let a = state.accounts.clone();
-    let user = tokio::task::spawn_blocking(move || {
+    let user = blocking(move || {
         users::create(
             a.store.as_ref(),
             ctx.who()?,
@@ -105,8 +105,7 @@ async fn create_user(
         )
         .map_err(ApiError::from)
     })
-    .await
-    .map_err(|e| ApiError::internal("internal", e))??;
+    .await?;
     Ok((StatusCode::CREATED, Json(user.view(now_secs()))))
 }
 
@@ -122,7 +121,7 @@ async fn import_users(
     body: Bytes,
 ) -> Result<Json<csv_import::Report>, ApiError> {
     let a = state.accounts.clone();
-    let report = tokio::task::spawn_blocking(move || {
+    let report = blocking(move || {
         csv_import::import(
             a.store.as_ref(),
             ctx.who()?,
@@ -134,8 +133,7 @@ async fn import_users(
         )
         .map_err(ApiError::from)
     })
-    .await
-    .map_err(|e| ApiError::internal("internal", e))??;
+    .await?;
     Ok(Json(report))
 }
 
@@ -155,7 +153,7 @@ async fn update_user(
     Json(input): Json<UserInput>,
 ) -> Result<Json<users::UserView>, ApiError> {
     let a = state.accounts.clone();
-    let user = tokio::task::spawn_blocking(move || {
+    let user = blocking(move || {
         users::update(
             a.store.as_ref(),
             ctx.who()?,
@@ -167,8 +165,7 @@ async fn update_user(
         )
         .map_err(ApiError::from)
     })
-    .await
-    .map_err(|e| ApiError::internal("internal", e))??;
+    .await?;
     Ok(Json(user.view(now_secs())))
 }
 

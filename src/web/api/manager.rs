@@ -2,7 +2,7 @@
 //! scope. Only on MANAGER_HOST.
 
 use super::admin::{AuditQuery, CreatedKey, NewKey, parse_scope};
-use super::{Access, Ctx, Route, route};
+use super::{Access, Ctx, Route, blocking, route};
 use crate::auth::hosts::{self, Host, HostInput};
 use crate::auth::{apikeys, audit};
 use crate::web::WebState;
@@ -124,7 +124,7 @@ async fn create_host_user(
 ) -> Result<(StatusCode, Json<crate::auth::users::UserView>), ApiError> {
     let a = state.accounts.clone();
     let host = hosts::get(a.store.as_ref(), &id)?;
-    let user = tokio::task::spawn_blocking(move || {
+    let user = blocking(move || {
         crate::auth::users::create(
             a.store.as_ref(),
             ctx.who()?,
@@ -135,8 +135,7 @@ async fn create_host_user(
         )
         .map_err(ApiError::from)
     })
-    .await
-    .map_err(|e| ApiError::internal("internal", e))??;
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(user.view(crate::auth::now_secs())),

@@ -8,6 +8,7 @@ mod admin;
 mod manager;
 pub mod openapi;
 mod sessions;
+mod ws;
 
 use super::error::ApiError;
 use super::{PeerAddr, WebState};
@@ -88,6 +89,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(admin::routes());
     all.extend(manager::routes());
     all.extend(sessions::routes());
+    all.extend(ws::routes());
     all.push(route(
         Method::GET,
         "/api/v1/openapi.json",
@@ -291,6 +293,17 @@ fn authorize(state: &WebState, access: Access, request: &Request) -> Result<Ctx,
             principal.role().as_str()
         )))
     }
+}
+
+/// Runs store and argon2 work off the async threads: a sign-in storm or a
+/// slow fsync must not stall every other request.
+pub(super) async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("internal", e))?
+        .map_err(Into::into)
 }
 
 /// The cookie that carries a new session.

@@ -3,8 +3,9 @@
 //! session is decided per record: students their own, proctors the ones they
 //! watch, administrators all of their host.
 
-use super::{Access, Ctx, Route, route};
-use crate::auth::{Principal, Role, now_secs, users};
+use super::{Access, Ctx, Route, blocking, route};
+use crate::auth::{Principal, Role, now_secs};
+use crate::proctoring::access::{self, Standing};
 use crate::proctoring::metrics::{Metric, Score};
 use crate::proctoring::protocol::{self, Kind};
 use crate::proctoring::sessions::{self, Action, NewSession, Session};
@@ -147,48 +148,15 @@ async fn update_template(
     )?))
 }
 
-/// What the caller may do with a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Standing {
-    /// The student taking it.
-    Student,
-    /// A proctor watching it, an administrator, the manager or a host key.
-    Staff,
-}
-
-/// Finds a session the caller may see; anything else is "not found", so that
-/// nobody learns which sessions exist.
+/// Finds a session the caller may see (the one rule in
+/// [`access::standing`]); anything else is "not found", so that nobody
+/// learns which sessions exist.
 fn visible(state: &WebState, ctx: &Ctx, id: &str) -> Result<(Session, Standing), ApiError> {
     let store = state.accounts.store.as_ref();
     let missing = || ApiError::not_found(format!("session {id} not found"));
     let s = sessions::get(store, &ctx.host.id, id).map_err(|_| missing())?;
-    let standing = match ctx.who()? {
-        Principal::User {
-            username,
-            role: Role::Student,
-            ..
-        } if *username == s.student => Standing::Student,
-        Principal::User {
-            username,
-            role: Role::Proctor,
-            host_id,
-        } => {
-            let groups = users::get(store, host_id, username)
-                .map(|u| u.groups)
-                .unwrap_or_default();
-            let watches = s.proctors.contains(username)
-                || s.proctor_group.as_ref().is_some_and(|g| groups.contains(g));
-            if !watches {
-                return Err(missing());
-            }
-            Standing::Staff
-        }
-        Principal::User {
-            role: Role::Student,
-            ..
-        } => return Err(missing()),
-        _ => Standing::Staff,
-    };
+    let who = ctx.who()?;
+    let standing = access::standing(&s, who, &access::groups(store, who)).ok_or_else(missing)?;
     Ok((s, standing))
 }
 
@@ -243,8 +211,9 @@ async fn act(
         ));
     }
     let who = ctx.who()?.actor();
+    let announced_by = who.clone();
     let store = state.accounts.store.clone();
-    let updated = tokio::task::spawn_blocking(move || {
+    let updated = blocking(move || {
         sessions::act(
             store.as_ref(),
             &s.host_id,
@@ -255,8 +224,8 @@ async fn act(
             conclusion,
         )
     })
-    .await
-    .map_err(|e| ApiError::internal("internal", e))??;
+    .await?;
+    state.hub.announce_status(&updated, action, &announced_by);
     Ok(Json(updated))
 }
 
@@ -293,6 +262,7 @@ async fn add_period(
         &body.values,
         now_secs(),
     )?;
+    state.hub.announce_metrics(&updated, &body.values);
     Ok(Json(updated))
 }
 
@@ -363,27 +333,21 @@ async fn list_sessions(
 ) -> Result<Json<Vec<Session>>, ApiError> {
     let store = state.accounts.store.as_ref();
     // Proctors see the sessions they watch.
-    let proctor = match ctx.who()? {
+    let who = ctx.who()?;
+    let proctor = matches!(
+        who,
         Principal::User {
-            username,
             role: Role::Proctor,
-            host_id,
-        } => Some((
-            username.clone(),
-            users::get(store, host_id, username)
-                .map(|u| u.groups)
-                .unwrap_or_default(),
-        )),
-        _ => None,
-    };
-    if proctor.is_some() {
+            ..
+        }
+    );
+    if proctor {
         q.proctor = None;
     }
     let mut found = sessions::list(store, &ctx.host.id, &q, 1000)?;
-    if let Some((me, groups)) = proctor {
-        found.retain(|s| {
-            s.proctors.contains(&me) || s.proctor_group.as_ref().is_some_and(|g| groups.contains(g))
-        });
+    if proctor {
+        let groups = access::groups(store, who);
+        found.retain(|s| access::standing(s, who, &groups).is_some());
     }
     Ok(Json(found))
 }

@@ -1,8 +1,8 @@
 //! Reverse-proxy mode behind the shipped nginx configuration (live) and the
 //! shipped Apache configuration (`apache2 -t`).
 //!
-//! Sign-in and WebSocket traffic through nginx are to be tested here once
-//! those endpoints exist; the shipped file already forwards `Upgrade`.
+//! Through nginx: health, the front page, forwarded addresses, sign-in and a
+//! WebSocket round trip on the live hub.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -144,12 +144,17 @@ async fn client_view(r: reqwest::Response) -> (String, String) {
 #[tokio::test]
 async fn reverse_proxy_mode_behind_nginx() {
     let data = tempfile::tempdir().unwrap();
+    let (tls_port, plain_port) = (free_port(), free_port());
+    // Behind the proxy the manager signs in on the name and port the browser uses.
+    let manager_host = format!("{NAME}:{tls_port}");
     let d = Daemon::start_in(
         data.path(),
         &[
             ("REVERSE_PROXY", "on"),
             ("TRUSTED_PROXIES", "127.0.0.1/32"),
             ("DOMAIN_NAME", NAME),
+            ("MANAGER_HOST", &manager_host),
+            ("MANAGER_PASSWORD", "Manager pass 123"),
         ],
         axum::Router::new(),
     )
@@ -165,7 +170,6 @@ async fn reverse_proxy_mode_behind_nginx() {
         "no redirect listener behind a proxy"
     );
     let ca = TestCa::new("nginx test CA");
-    let (tls_port, plain_port) = (free_port(), free_port());
     let nginx = start_nginx(upstream, tls_port, plain_port, &ca);
     let front: SocketAddr = ([127, 0, 0, 1], tls_port).into();
     let via = client_from(&ca, front, [127, 0, 0, 2].into());
@@ -183,6 +187,20 @@ async fn reverse_proxy_mode_behind_nginx() {
     let page = via.get(url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<html"));
+    // A Range request passes through nginx and gets 206 with Content-Range.
+    let part = via
+        .get(url("/style.css"))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    let content_range = part.headers()["content-range"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(content_range.starts_with("bytes 0-9/"), "{content_range}");
+    assert_eq!(part.bytes().await.unwrap().len(), 10);
 
     // Through nginx invigil sees the real client and scheme, and a forged
     // X-Forwarded-For from the client does not get through.
@@ -247,8 +265,89 @@ async fn reverse_proxy_mode_behind_nginx() {
             .unwrap();
         assert_eq!(metrics.status(), metrics_status, "from {from:?}");
     }
+    signs_in_and_talks_websocket_through(&ca, front, tls_port).await;
     drop(nginx);
     d.stop().await;
+}
+
+/// Signs the manager in through nginx and does a WebSocket round trip on the
+/// hub through it: the cookie, `Origin` and `Upgrade` all survive the proxy.
+async fn signs_in_and_talks_websocket_through(ca: &TestCa, front: SocketAddr, port: u16) {
+    use futures::SinkExt;
+    use rustls_pki_types::pem::PemObject;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let origin = format!("https://{NAME}:{port}");
+    let via = client_from(ca, front, [127, 0, 0, 2].into());
+    let login = via
+        .post(format!("{origin}/api/v1/auth/login"))
+        .header("origin", &origin)
+        .json(&serde_json::json!({ "username": "manager", "password": "Manager pass 123" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "sign-in through nginx");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me = via
+        .get(format!("{origin}/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(invigil::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(front).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(rustls_pki_types::ServerName::try_from(NAME).unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut request = format!("wss://{NAME}:{port}/api/v1/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tls)
+        .await
+        .expect("upgrade through nginx");
+    assert_eq!(next_text(&mut ws).await["type"], "hello");
+    ws.send(Message::Text(r#"{"type":"ping"}"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await["type"], "pong");
+}
+
+async fn next_text<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> serde_json::Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame");
+        if let Message::Text(t) = frame.unwrap().unwrap() {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
 }
 
 /// `apache2 -t` with the modules the shipped file names accepts it, and
