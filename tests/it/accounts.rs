@@ -6,46 +6,45 @@ use crate::harness::Daemon;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 
-const MANAGER_PW: &str = "Manager pass 123";
+pub(crate) const MANAGER_PW: &str = "Manager pass 123";
 const USER_PW: &str = "Student pass 123";
-const OTHER: &str = "other.test";
+pub(crate) const OTHER: &str = "other.test";
 
 /// How a request authenticates.
 #[derive(Clone)]
-enum Auth {
+pub(crate) enum Auth {
     None,
     Cookie(String),
     Bearer(String),
 }
 
-struct Api {
-    d: Daemon,
-    client: reqwest::Client,
-    own: String,
+pub(crate) struct Api {
+    pub(crate) d: Daemon,
+    pub(crate) client: reqwest::Client,
+    pub(crate) own: String,
 }
 
-struct Answer {
-    status: StatusCode,
-    body: Value,
-    headers: reqwest::header::HeaderMap,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+    pub(crate) headers: reqwest::header::HeaderMap,
 }
 
 impl Answer {
-    fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.body["error"].as_str().unwrap_or("")
     }
 }
 
 impl Api {
-    async fn start(vars: &[(&str, &str)]) -> Api {
+    pub(crate) async fn start(vars: &[(&str, &str)]) -> Api {
         let mut all = vec![("MANAGER_PASSWORD", MANAGER_PW)];
         all.extend_from_slice(vars);
         Self::on(Daemon::start(&all).await)
     }
 
-    fn on(d: Daemon) -> Api {
+    pub(crate) fn on(d: Daemon) -> Api {
         let root =
             reqwest::Certificate::from_pem(&crate::harness::self_signed_pem(&d.data_dir)).unwrap();
         // HTTP/1.1 so that a Host header other than the URL's can be sent.
@@ -61,7 +60,7 @@ impl Api {
         Api { d, client, own }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -97,7 +96,7 @@ impl Api {
         }
     }
 
-    async fn login(&self, host: &str, username: &str, password: &str) -> Answer {
+    pub(crate) async fn login(&self, host: &str, username: &str, password: &str) -> Answer {
         let body = json!({ "username": username, "password": password });
         self.call(
             Method::POST,
@@ -109,7 +108,7 @@ impl Api {
         .await
     }
 
-    async fn cookie(&self, host: &str, username: &str, password: &str) -> String {
+    pub(crate) async fn cookie(&self, host: &str, username: &str, password: &str) -> String {
         let a = self.login(host, username, password).await;
         assert_eq!(a.status, 200, "{username}: {}", a.body);
         session_cookie(&a.headers).expect("session cookie")
@@ -127,7 +126,13 @@ fn session_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
 }
 
 /// The manager creates a user with a password; the user changes it once.
-async fn make_user(api: &Api, admin: &Auth, host: &str, username: &str, role: &str) -> String {
+pub(crate) async fn make_user(
+    api: &Api,
+    admin: &Auth,
+    host: &str,
+    username: &str,
+    role: &str,
+) -> String {
     let body = json!({ "username": username, "role": role, "password": "Temporary pass 1" });
     let a = api
         .call(Method::POST, "/api/v1/users", host, admin, Some(body))
@@ -558,284 +563,5 @@ async fn jwt_links_api_keys_and_csv_import() {
         )
         .await;
     assert_eq!(audit.body.as_array().unwrap().len(), 1);
-    api.d.stop().await;
-}
-
-/// The expected access class of every API route. A route missing here fails
-/// the matrix, so a new route cannot ship without a decision.
-fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
-    let table: HashMap<(&str, &str), &str> = [
-        (("POST", "/api/v1/auth/login"), "public"),
-        (("GET", "/api/v1/client"), "public"),
-        (("GET", "/api/v1/openapi.json"), "public"),
-        (("GET", "/api/v1/auth/jwt"), "public"),
-        (("POST", "/api/v1/auth/jwt"), "public"),
-        (("POST", "/api/v1/auth/logout"), "signed"),
-        (("POST", "/api/v1/auth/password"), "signed"),
-        (("GET", "/api/v1/me"), "signed"),
-        (("GET", "/api/v1/users"), "admin"),
-        (("POST", "/api/v1/users"), "admin"),
-        (("POST", "/api/v1/users/import"), "admin"),
-        (("GET", "/api/v1/users/{username}"), "admin"),
-        (("PATCH", "/api/v1/users/{username}"), "admin"),
-        (("DELETE", "/api/v1/users/{username}"), "admin"),
-        (("DELETE", "/api/v1/users/{username}/sessions"), "admin"),
-        (("GET", "/api/v1/keys"), "admin"),
-        (("POST", "/api/v1/keys"), "admin"),
-        (("DELETE", "/api/v1/keys/{id}"), "admin"),
-        (("GET", "/api/v1/jwt-secrets"), "admin"),
-        (("POST", "/api/v1/jwt-secrets"), "admin"),
-        (("GET", "/api/v1/audit"), "admin"),
-        (("GET", "/api/v1/hosts"), "manager"),
-        (("POST", "/api/v1/hosts"), "manager"),
-        (("GET", "/api/v1/hosts/{id}"), "manager"),
-        (("PATCH", "/api/v1/hosts/{id}"), "manager"),
-        (("POST", "/api/v1/hosts/{id}/users"), "manager"),
-        (("GET", "/api/v1/instance/keys"), "manager"),
-        (("POST", "/api/v1/instance/keys"), "manager"),
-        (("DELETE", "/api/v1/instance/keys/{id}"), "manager"),
-        (("GET", "/api/v1/instance/audit"), "manager"),
-        (("GET", "/api/v1/templates"), "staff"),
-        (("POST", "/api/v1/templates"), "admin"),
-        (("PUT", "/api/v1/templates/{id}"), "admin"),
-        (("GET", "/api/v1/sessions"), "staff"),
-        (("POST", "/api/v1/sessions"), "admin"),
-        (("GET", "/api/v1/sessions/{id}"), "signed"),
-        (("POST", "/api/v1/sessions/{id}/periods"), "signed"),
-        (("GET", "/api/v1/sessions/{id}/score"), "staff"),
-        (("GET", "/api/v1/sessions/{id}/protocol"), "staff"),
-        (("POST", "/api/v1/sessions/{id}/accommodations"), "admin"),
-        (("POST", "/api/v1/sessions/{id}/start"), "signed"),
-        (("POST", "/api/v1/sessions/{id}/pause"), "signed"),
-        (("POST", "/api/v1/sessions/{id}/resume"), "signed"),
-        (("POST", "/api/v1/sessions/{id}/stop"), "signed"),
-        (("POST", "/api/v1/sessions/{id}/conclude"), "signed"),
-        (("GET", "/api/v1/ws"), "signed"),
-    ]
-    .into_iter()
-    .collect();
-    table.get(&(method.as_str(), path)).copied()
-}
-
-/// Codes with which the access guard refuses.
-const DENIALS: &[&str] = &[
-    "unauthorized",
-    "forbidden",
-    "csrf",
-    "password_change_required",
-];
-
-#[tokio::test]
-async fn isolation_matrix_over_every_route_role_and_owner() {
-    let api = Api::start(&[]).await;
-    let own = api.own.clone();
-    let manager = Auth::Cookie(api.cookie(&own, "manager", MANAGER_PW).await);
-    assert_eq!(
-        api.call(
-            Method::POST,
-            "/api/v1/hosts",
-            &own,
-            &manager,
-            Some(json!({ "domains": [OTHER] }))
-        )
-        .await
-        .status,
-        201
-    );
-    // Things on the other host that nobody here may see.
-    let hosts = api
-        .call(Method::GET, "/api/v1/hosts", &own, &manager, None)
-        .await;
-    let other_id = hosts
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["domains"][0] == OTHER)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let own_id = hosts
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["domains"][0] != OTHER)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let admin = Auth::Cookie(make_user(&api, &manager, &own, "adm", "administrator").await);
-    let roles: Vec<(&str, Auth)> = vec![
-        ("anonymous", Auth::None),
-        (
-            "student",
-            Auth::Cookie(make_user(&api, &manager, &own, "stu", "student").await),
-        ),
-        (
-            "proctor",
-            Auth::Cookie(make_user(&api, &manager, &own, "pro", "proctor").await),
-        ),
-        ("administrator", admin.clone()),
-        (
-            "key_read",
-            Auth::Bearer(
-                api.call(
-                    Method::POST,
-                    "/api/v1/keys",
-                    &own,
-                    &admin,
-                    Some(json!({"name": "r", "scope": "read"})),
-                )
-                .await
-                .body["token"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            ),
-        ),
-        (
-            "key_write",
-            Auth::Bearer(
-                api.call(
-                    Method::POST,
-                    "/api/v1/keys",
-                    &own,
-                    &admin,
-                    Some(json!({"name": "w", "scope": "write"})),
-                )
-                .await
-                .body["token"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            ),
-        ),
-        ("manager", manager.clone()),
-    ];
-    // A user that exists only on the other host, made by the manager.
-    let foreign =
-        json!({ "username": "foreign", "role": "administrator", "password": "Temporary pass 1" });
-    let made = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/hosts/{other_id}/users"),
-            &own,
-            &manager,
-            Some(foreign),
-        )
-        .await;
-    assert_eq!(made.status, 201, "{}", made.body);
-
-    // Zero leaks across hosts: another host's records are "not found" here,
-    // for every role that may look at users at all.
-    for (role, auth) in &roles[3..] {
-        for method in [Method::GET, Method::PATCH, Method::DELETE] {
-            let body = (method == Method::PATCH).then(|| json!({ "nickname": "x" }));
-            let a = api
-                .call(method.clone(), "/api/v1/users/foreign", &own, auth, body)
-                .await;
-            let allowed = !(*role == "key_read" && method != Method::GET);
-            if allowed {
-                assert_eq!(
-                    (a.status.as_u16(), a.code()),
-                    (404, "not_found"),
-                    "{method} as {role}"
-                );
-            }
-        }
-    }
-    let other_admin = api.cookie(OTHER, "foreign", "Temporary pass 1").await;
-    let listed = api
-        .call(
-            Method::GET,
-            "/api/v1/users",
-            OTHER,
-            &Auth::Cookie(other_admin),
-            None,
-        )
-        .await;
-    assert_eq!(
-        (listed.status.as_u16(), listed.code()),
-        (403, "password_change_required")
-    );
-    // The record that path parameters name; deleting it must not end any
-    // session the matrix uses.
-    let target = json!({ "username": "target" });
-    assert_eq!(
-        api.call(Method::POST, "/api/v1/users", &own, &admin, Some(target))
-            .await
-            .status,
-        201
-    );
-    let mut routes = invigil::web::api::routes();
-    // Signing out ends the session the following rows use: it goes last.
-    routes.sort_by_key(|r| r.path == "/api/v1/auth/logout");
-    let mut checked = 0;
-    let mut failures = Vec::new();
-    for r in &routes {
-        let class = expected_class(&r.method, r.path)
-            .unwrap_or_else(|| panic!("no isolation row for {} {}", r.method, r.path));
-        for (owner, host) in [("own", own.as_str()), ("other", OTHER)] {
-            for (role, auth) in &roles {
-                let path = r.path.replace("{username}", "target").replace(
-                    "{id}",
-                    if r.path.contains("hosts") {
-                        &own_id
-                    } else {
-                        "nokey"
-                    },
-                );
-                let body =
-                    (r.method != Method::GET && r.method != Method::DELETE).then(|| json!({}));
-                let a = api.call(r.method.clone(), &path, host, auth, body).await;
-                let denied = DENIALS.contains(&a.code());
-                let should_deny = match (class, owner, *role) {
-                    ("public", _, _) => false,
-                    (_, _, "anonymous") => true,
-                    // Credentials of one host are nothing on another.
-                    (_, "other", _) => true,
-                    // API keys have no session or password; read-only ones
-                    // may not even try to change them.
-                    ("signed", _, "key_read") => r.method != Method::GET,
-                    ("signed", _, _) => false,
-                    ("admin", _, "student" | "proctor") => true,
-                    ("admin", _, "key_read") => r.method != Method::GET,
-                    ("admin", _, _) => false,
-                    ("manager", _, "manager") => false,
-                    ("manager", _, _) => true,
-                    ("staff", _, "student") => true,
-                    ("staff", _, "key_read") => r.method != Method::GET,
-                    ("staff", _, _) => false,
-                    _ => unreachable!(),
-                };
-                let expected_status = match (should_deny, owner, *role) {
-                    (true, _, "anonymous") | (true, "other", _) => Some(401),
-                    (true, _, _) => Some(403),
-                    (false, _, _) => None,
-                };
-                if denied != should_deny || expected_status.is_some_and(|s| s != a.status.as_u16())
-                {
-                    failures.push(format!(
-                        "{} {path} on {owner} host as {role}: {} {}",
-                        r.method, a.status, a.body
-                    ));
-                }
-                checked += 1;
-            }
-        }
-    }
-    eprintln!(
-        "isolation matrix: {} routes x {} roles x 2 owners = {checked} requests",
-        routes.len(),
-        roles.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
     api.d.stop().await;
 }
