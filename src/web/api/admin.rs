@@ -245,15 +245,20 @@ async fn create_key(
     Extension(ctx): Extension<Ctx>,
     Json(body): Json<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let host = Some(ctx.host.id.clone());
+    create_key_for(&state, &ctx, host.as_deref(), &body)
+}
+
+/// Creates a key of a host (`Some`) or an instance key (`None`).
+pub(super) fn create_key_for(
+    state: &WebState,
+    ctx: &Ctx,
+    host_id: Option<&str>,
+    body: &NewKey,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let write = parse_scope(&body.scope)?;
-    let (key, token) = apikeys::create(
-        state.accounts.store.as_ref(),
-        ctx.who()?,
-        Some(&ctx.host.id),
-        &body.name,
-        write,
-        &ctx.client,
-    )?;
+    let store = state.accounts.store.as_ref();
+    let (key, token) = apikeys::create(store, ctx.who()?, host_id, &body.name, write, &ctx.client)?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, token })))
 }
 
@@ -262,11 +267,22 @@ async fn revoke_key(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let host = Some(ctx.host.id.clone());
+    revoke_key_for(&state, &ctx, host.as_deref(), &id)
+}
+
+/// Revokes a key of a host (`Some`) or an instance key (`None`).
+pub(super) fn revoke_key_for(
+    state: &WebState,
+    ctx: &Ctx,
+    host_id: Option<&str>,
+    id: &str,
+) -> Result<StatusCode, ApiError> {
     apikeys::revoke(
         state.accounts.store.as_ref(),
         ctx.who()?,
-        Some(&ctx.host.id),
-        &id,
+        host_id,
+        id,
         &ctx.client,
     )?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,7 +1,7 @@
 //! The manager's part: hosts, instance API keys, and the audit log of every
 //! scope. Only on MANAGER_HOST.
 
-use super::admin::{AuditQuery, CreatedKey, NewKey, parse_scope};
+use super::admin::{AuditQuery, CreatedKey, NewKey, create_key_for, revoke_key_for};
 use super::{Access, Ctx, Route, blocking, route};
 use crate::auth::hosts::{self, Host, HostInput};
 use crate::auth::{apikeys, audit};
@@ -153,16 +153,7 @@ async fn create_key(
     Extension(ctx): Extension<Ctx>,
     Json(body): Json<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    let write = parse_scope(&body.scope)?;
-    let (key, token) = apikeys::create(
-        state.accounts.store.as_ref(),
-        ctx.who()?,
-        None,
-        &body.name,
-        write,
-        &ctx.client,
-    )?;
-    Ok((StatusCode::CREATED, Json(CreatedKey { key, token })))
+    create_key_for(&state, &ctx, None, &body)
 }
 
 async fn revoke_key(
@@ -170,14 +161,7 @@ async fn revoke_key(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    apikeys::revoke(
-        state.accounts.store.as_ref(),
-        ctx.who()?,
-        None,
-        &id,
-        &ctx.client,
-    )?;
-    Ok(StatusCode::NO_CONTENT)
+    revoke_key_for(&state, &ctx, None, &id)
 }
 
 async fn list_audit(
