@@ -11,13 +11,13 @@ use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -42,19 +42,19 @@ fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown` resolves, then waits
-/// up to `limits.grace` for open requests.
-pub async fn serve_https(
+/// Accepts connections until `shutdown` resolves and hands each to `serve`
+/// on its own task; then waits up to `grace` for the connections it watched.
+/// The one accept loop behind every listener here.
+async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
-    router: Router,
-    limits: ConnLimits,
-    proxies: Arc<TrustedProxies>,
-    turn: Option<TurnServer>,
+    grace: Duration,
     shutdown: impl Future<Output = ()>,
-) {
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, Watcher) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
-    let builder = builder(limits);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -70,74 +70,104 @@ pub async fn serve_https(
             },
             () = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let turn = turn.clone();
-        let proxies = proxies.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            // Plain TURN-over-TCP on the HTTPS port: anything that does not
-            // open with a TLS handshake record (0x16).
-            if let Some(turn) = &turn {
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(limits.timeout, tcp.peek(&mut first)).await {
-                    Ok(Ok(1)) if first[0] != 0x16 => {
-                        turn.clone().serve_stream(tcp, peer).await;
-                        return;
-                    }
-                    Ok(Ok(1)) => {}
-                    _ => return,
-                }
-            }
-            let tls = match tokio::time::timeout(limits.timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            // An ACME validation handshake carries no HTTP; it ends here.
-            if crate::tls::is_acme_challenge(tls.get_ref().1.alpn_protocol()) {
-                return;
-            }
-            // TURN over TLS (RFC 7443 ALPN `stun.turn`).
-            if let Some(turn) = &turn
-                && tls.get_ref().1.alpn_protocol() == Some(crate::tls::TURN_ALPN)
-            {
-                turn.clone().serve_stream(tls, peer).await;
-                return;
-            }
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let router = router.clone();
-                let proxies = proxies.clone();
-                async move {
-                    Ok::<_, Infallible>(handle(router, request, peer, &proxies, "https").await)
-                }
-            });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(serve(tcp, peer, graceful.watcher()));
     }
     drop(listener);
-    if tokio::time::timeout(limits.grace, graceful.shutdown())
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!(
-            "some connections were still busy after {:?} and were closed",
-            limits.grace
-        );
+        tracing::warn!("some connections were still busy after {grace:?} and were closed");
     }
+}
+
+/// Serves the router on one connection (TLS or plain), watched for shutdown.
+async fn serve_router<I>(
+    io: I,
+    builder: auto::Builder<TokioExecutor>,
+    router: Router,
+    peer: SocketAddr,
+    proxies: Arc<TrustedProxies>,
+    scheme: &'static str,
+    watcher: Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let router = router.clone();
+        let proxies = proxies.clone();
+        async move { Ok::<_, Infallible>(handle(router, request, peer, &proxies, scheme).await) }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` resolves, then waits
+/// up to `limits.grace` for open requests.
+pub async fn serve_https(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    limits: ConnLimits,
+    proxies: Arc<TrustedProxies>,
+    turn: Option<TurnServer>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let builder = builder(limits);
+    accept_loop(
+        listener,
+        limits.grace,
+        shutdown,
+        move |tcp, peer, watcher| {
+            let (acceptor, router, builder) = (acceptor.clone(), router.clone(), builder.clone());
+            let (turn, proxies) = (turn.clone(), proxies.clone());
+            async move {
+                // Plain TURN-over-TCP on the HTTPS port: anything that does not
+                // open with a TLS handshake record (0x16).
+                if let Some(turn) = &turn {
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(limits.timeout, tcp.peek(&mut first)).await {
+                        Ok(Ok(1)) if first[0] != 0x16 => {
+                            turn.clone().serve_stream(tcp, peer).await;
+                            return;
+                        }
+                        Ok(Ok(1)) => {}
+                        _ => return,
+                    }
+                }
+                let tls = match tokio::time::timeout(limits.timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let alpn = tls.get_ref().1.alpn_protocol();
+                // An ACME validation handshake carries no HTTP; it ends here.
+                if crate::tls::is_acme_challenge(alpn) {
+                    return;
+                }
+                // TURN over TLS (RFC 7443 ALPN `stun.turn`).
+                if let Some(turn) = &turn
+                    && alpn == Some(crate::tls::TURN_ALPN)
+                {
+                    turn.clone().serve_stream(tls, peer).await;
+                    return;
+                }
+                serve_router(tls, builder, router, peer, proxies, "https", watcher).await;
+            }
+        },
+    )
+    .await;
 }
 
 async fn handle(
@@ -166,42 +196,24 @@ pub async fn serve_plain(
     proxies: Arc<TrustedProxies>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
     let builder = builder(limits);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let router = router.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let proxies = proxies.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let router = router.clone();
-                let proxies = proxies.clone();
-                async move { Ok::<_, Infallible>(handle(router, request, peer, &proxies, "http").await) }
-            });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(limits.grace, graceful.shutdown()).await;
+    accept_loop(
+        listener,
+        limits.grace,
+        shutdown,
+        move |tcp, peer, watcher| {
+            serve_router(
+                tcp,
+                builder.clone(),
+                router.clone(),
+                peer,
+                proxies.clone(),
+                "http",
+                watcher,
+            )
+        },
+    )
+    .await;
 }
 
 /// Answers every request on the plain HTTP port with a permanent redirect to
@@ -214,25 +226,10 @@ pub async fn serve_redirect(
     challenges: Arc<Http01Tokens>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
     let builder = builder(limits);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let challenges = challenges.clone();
-        tokio::spawn(async move {
+    accept_loop(listener, limits.grace, shutdown, move |tcp, _, watcher| {
+        let (builder, challenges) = (builder.clone(), challenges.clone());
+        async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let answer = acme_answer(&request, &challenges)
                     .unwrap_or_else(|| redirect(&request, https_port));
@@ -240,10 +237,9 @@ pub async fn serve_redirect(
             });
             let conn = builder.serve_connection(TokioIo::new(tcp), service);
             let _ = watcher.watch(conn.into_owned()).await;
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(limits.grace, graceful.shutdown()).await;
+        }
+    })
+    .await;
 }
 
 /// The answer to `GET /.well-known/acme-challenge/{token}`, when the path
