@@ -214,8 +214,19 @@ async fn a_whole_exam_over_the_hub() {
     d.stop().await;
 }
 
-#[tokio::test]
-async fn a_reconnecting_client_gets_what_it_missed() {
+/// A started session of student `ann` watched by proctor `p1`, both
+/// connected and joined.
+struct Started {
+    d: Daemon,
+    c: Rest,
+    ann: String,
+    p1: String,
+    id: String,
+    st: Peer,
+    pa: Peer,
+}
+
+async fn started() -> Started {
     let d = Daemon::start(&[("MANAGER_PASSWORD", PW)]).await;
     let c = Rest::new(&d);
     let manager = c.login("manager", PW).await;
@@ -228,6 +239,27 @@ async fn a_reconnecting_client_gets_what_it_missed() {
     st.join(&id, None).await;
     let mut pa = connect(&d, Open::new(&d, &p1)).await.unwrap();
     pa.join(&id, None).await;
+    Started {
+        d,
+        c,
+        ann,
+        p1,
+        id,
+        st,
+        pa,
+    }
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_gets_what_it_missed() {
+    let Started {
+        d,
+        p1,
+        id,
+        mut st,
+        mut pa,
+        ..
+    } = started().await;
     let first = st.ask(chat(&id, "one")).await["seq"].as_u64().unwrap();
     assert_eq!(pa.expect("chat").await["seq"].as_u64(), Some(first));
     drop(pa);
@@ -562,18 +594,15 @@ async fn strangers_and_bad_frames_are_refused() {
 
 #[tokio::test]
 async fn changes_made_over_rest_reach_the_room() {
-    let d = Daemon::start(&[("MANAGER_PASSWORD", PW)]).await;
-    let c = Rest::new(&d);
-    let manager = c.login("manager", PW).await;
-    let ann = c.user(&manager, "ann", "student", &[]).await;
-    let p1 = c.user(&manager, "p1", "proctor", &[]).await;
-    c.template(&manager, "t", 60).await;
-    let (_, id) = c.session(&manager, "ann", "t", &["p1"]).await;
-    c.start(&ann, &id).await;
-    let mut st = connect(&d, Open::new(&d, &ann)).await.unwrap();
-    st.join(&id, None).await;
-    let mut pa = connect(&d, Open::new(&d, &p1)).await.unwrap();
-    pa.join(&id, None).await;
+    let Started {
+        d,
+        c,
+        ann,
+        p1,
+        id,
+        mut st,
+        mut pa,
+    } = started().await;
     // A period posted over REST reaches the proctor's live view.
     let period = json!({ "values": { "b2": 40 } });
     let path = format!("/api/v1/sessions/{id}/periods");
