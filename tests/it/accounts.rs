@@ -96,6 +96,16 @@ impl Api {
         }
     }
 
+    /// A new API key of `host` made by `by`; returns its bearer token.
+    pub(crate) async fn key(&self, host: &str, by: &Auth, scope: &str) -> String {
+        let body = json!({ "name": format!("{scope} key"), "scope": scope });
+        let made = self
+            .call(Method::POST, "/api/v1/keys", host, by, Some(body))
+            .await;
+        assert_eq!(made.status, 201, "{}", made.body);
+        made.body["token"].as_str().unwrap().to_string()
+    }
+
     pub(crate) async fn login(&self, host: &str, username: &str, password: &str) -> Answer {
         let body = json!({ "username": username, "password": password });
         self.call(

@@ -125,37 +125,11 @@ async fn isolation_matrix_over_every_route_role_and_owner() {
         ("administrator", admin.clone()),
         (
             "key_read",
-            Auth::Bearer(
-                api.call(
-                    Method::POST,
-                    "/api/v1/keys",
-                    &own,
-                    &admin,
-                    Some(json!({"name": "r", "scope": "read"})),
-                )
-                .await
-                .body["token"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            ),
+            Auth::Bearer(api.key(&own, &admin, "read").await),
         ),
         (
             "key_write",
-            Auth::Bearer(
-                api.call(
-                    Method::POST,
-                    "/api/v1/keys",
-                    &own,
-                    &admin,
-                    Some(json!({"name": "w", "scope": "write"})),
-                )
-                .await
-                .body["token"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            ),
+            Auth::Bearer(api.key(&own, &admin, "write").await),
         ),
         ("manager", manager.clone()),
     ];
