@@ -62,17 +62,15 @@ fn to_entry(fields: serde_json::Map<String, serde_json::Value>) -> Option<Entry>
 
 /// Appends an event to `scope`'s chain inside the caller's transaction.
 pub fn append(tx: &mut dyn WriteTx, scope: &str, event: Event) -> Result<Entry, StoreError> {
-    let fields = serde_json::json!({
-        "time": super::now_secs(),
-        "actor": event.actor,
-        "action": event.action,
-        "target": event.target,
-        "client": event.client,
-        "detail": event.detail,
-    });
-    let serde_json::Value::Object(fields) = fields else {
-        unreachable!("json! of an object literal is an object")
-    };
+    let detail = serde_json::Map::from_iter(event.detail.into_iter().map(|(k, v)| (k, v.into())));
+    let fields = serde_json::Map::from_iter([
+        ("time".to_string(), super::now_secs().into()),
+        ("actor".to_string(), event.actor.into()),
+        ("action".to_string(), event.action.into()),
+        ("target".to_string(), event.target.into()),
+        ("client".to_string(), event.client.into()),
+        ("detail".to_string(), serde_json::Value::Object(detail)),
+    ]);
     let stored = chain::append(tx, catalog::AUDIT, scope, fields)?;
     to_entry(stored).ok_or_else(|| StoreError::Codec {
         tree: catalog::AUDIT.name(),
