@@ -249,10 +249,21 @@ impl Session {
     pub fn scope(&self) -> String {
         scope(&self.host_id, &self.id)
     }
+
+    /// The object-store prefix under which every object of this session lives.
+    pub fn object_prefix(&self) -> String {
+        object_prefix(&self.host_id, &self.id)
+    }
 }
 
 pub fn scope(host_id: &str, id: &str) -> String {
     format!("{host_id}/{id}")
+}
+
+/// Recordings, snapshots and attachments of a session all live under this
+/// prefix, so export, retention and tier moves find them by one listing.
+pub fn object_prefix(host_id: &str, id: &str) -> String {
+    format!("sessions/{host_id}/{id}/")
 }
 
 /// What creates a session.
