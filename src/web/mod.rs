@@ -4,6 +4,7 @@ pub mod api;
 pub mod assets;
 pub mod error;
 pub mod forwarded;
+pub mod headers;
 pub mod metrics;
 pub mod range;
 pub mod serve;
@@ -58,6 +59,7 @@ pub fn router(state: Arc<WebState>, extra: Router<Arc<WebState>>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), body_limit))
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(headers::security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

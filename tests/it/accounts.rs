@@ -371,7 +371,26 @@ async fn jwt_links_api_keys_and_csv_import() {
         )
         .await;
     assert_eq!(r.status, 303);
+    // The link lands in the session it names, created from the link's fields.
+    let landing = r.headers["location"].to_str().unwrap().to_string();
+    let session_id = landing
+        .strip_prefix("/#/session/")
+        .expect(&landing)
+        .to_string();
     let student = Auth::Cookie(session_cookie(&r.headers).unwrap());
+    let session = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{session_id}"),
+            &own,
+            &student,
+            None,
+        )
+        .await;
+    assert_eq!(session.status, 200, "{}", session.body);
+    assert_eq!(session.body["subject"], "Physics");
+    assert_eq!(session.body["student"], "lms-student");
+    assert_eq!(session.body["duration_limit_secs"], 90 * 60);
     let me = api
         .call(Method::GET, "/api/v1/me", &own, &student, None)
         .await;
@@ -389,6 +408,8 @@ async fn jwt_links_api_keys_and_csv_import() {
         )
         .await;
     assert_eq!(posted.body["link"]["identifier"], "exam-42");
+    // A second link with the same identifier resumes the same session.
+    assert_eq!(posted.body["session"], session_id.as_str());
     for (bad, why) in [
         (
             link("wrong-secret", claims.clone(), Algorithm::HS256),

@@ -215,34 +215,62 @@ struct TokenParam {
     token: String,
 }
 
+/// Signs in with a link and opens the session it names (created by the first
+/// link with its identifier, resumed by later ones); answers the sign-in, the
+/// link's fields and that session's id.
 async fn jwt_sign_in(
     state: &WebState,
     ctx: &Ctx,
     token: &str,
-) -> Result<(SignedIn, serde_json::Value), ApiError> {
+) -> Result<(SignedIn, serde_json::Value, Option<String>), ApiError> {
     if let Some(old) = &ctx.token {
         state.accounts.close_session(old)?;
     }
     let (signed, claims) = state
         .accounts
         .jwt_login(&ctx.host, token, &ctx.client, now_secs())?;
+    let session = match &signed.principal {
+        Principal::User {
+            username,
+            role: crate::auth::Role::Student,
+            ..
+        } => {
+            let (store, host, student) = (
+                state.accounts.store.clone(),
+                ctx.host.id.clone(),
+                username.clone(),
+            );
+            let link = claims.clone();
+            blocking(move || {
+                crate::proctoring::links::open(store.as_ref(), &host, &student, &link, now_secs())
+            })
+            .await?
+            .map(|s| s.id)
+        }
+        _ => None,
+    };
     let claims = serde_json::to_value(claims).map_err(|e| ApiError::internal("internal", e))?;
-    Ok((signed, claims))
+    Ok((signed, claims, session))
 }
 
-/// The link an LMS gives a student: signs in and lands on the front page.
+/// The link an LMS gives a student: signs in and lands in the session the
+/// link names (or on the front page when it names none).
 async fn jwt_link(
     State(state): State<Arc<WebState>>,
     Extension(ctx): Extension<Ctx>,
     Query(q): Query<TokenParam>,
 ) -> Result<Response, ApiError> {
-    let (signed, _) = jwt_sign_in(&state, &ctx, &q.token).await?;
+    let (signed, _, session) = jwt_sign_in(&state, &ctx, &q.token).await?;
+    let to = match session {
+        Some(id) => format!("/#/session/{id}"),
+        None => "/".to_string(),
+    };
     Ok((
         [
             (header::SET_COOKIE, session_cookie(&signed.token)),
             (header::REFERRER_POLICY, "no-referrer".to_string()),
         ],
-        Redirect::to("/"),
+        Redirect::to(&to),
     )
         .into_response())
 }
@@ -253,11 +281,11 @@ async fn jwt_post(
     Extension(ctx): Extension<Ctx>,
     Json(q): Json<TokenParam>,
 ) -> Result<Response, ApiError> {
-    let (signed, claims) = jwt_sign_in(&state, &ctx, &q.token).await?;
+    let (signed, claims, session) = jwt_sign_in(&state, &ctx, &q.token).await?;
     let me = me_of(&ctx, &signed.principal, false, None);
     Ok((
         [(header::SET_COOKIE, session_cookie(&signed.token))],
-        Json(serde_json::json!({ "account": me, "link": claims })),
+        Json(serde_json::json!({ "account": me, "link": claims, "session": session })),
     )
         .into_response())
 }
