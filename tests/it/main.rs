@@ -13,3 +13,4 @@ mod recognize;
 mod rest;
 mod sessions;
 mod turn;
+mod ui;

@@ -39,6 +39,7 @@ pub(super) fn routes() -> Vec<Route> {
         )
         .body::<TemplateInput>(),
         route(Method::GET, "/api/v1/sessions", Staff, get(list_sessions)),
+        route(Method::GET, "/api/v1/me/sessions", Signed, get(my_sessions)),
         route(
             Method::POST,
             "/api/v1/sessions",
@@ -51,6 +52,12 @@ pub(super) fn routes() -> Vec<Route> {
             "/api/v1/sessions/{id}",
             Signed,
             get(get_session),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/sessions/{id}/template",
+            Signed,
+            get(session_template),
         ),
         route(
             Method::POST,
@@ -166,6 +173,24 @@ async fn get_session(
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
     Ok(Json(visible(&state, &ctx, &id)?.0))
+}
+
+/// The template version the session runs with: what the student's page
+/// needs (addons, exam page, sampling period) and what staff review against.
+async fn session_template(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Result<Json<Template>, ApiError> {
+    let (s, _) = visible(&state, &ctx, &id)?;
+    let store = state.accounts.store.clone();
+    let found = blocking(move || {
+        store.read(|tx| templates::version(tx, &s.host_id, &s.template_id, s.template_version))
+    })
+    .await?;
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("template of session {id} not found")))
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -349,6 +374,29 @@ async fn list_sessions(
         let groups = access::groups(store, who);
         found.retain(|s| access::standing(s, who, &groups).is_some());
     }
+    Ok(Json(found))
+}
+
+/// The sessions a student takes (empty for everyone else): their "my exams".
+async fn my_sessions(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+) -> Result<Json<Vec<Session>>, ApiError> {
+    let Principal::User {
+        username,
+        role: Role::Student,
+        ..
+    } = ctx.who()?
+    else {
+        return Ok(Json(Vec::new()));
+    };
+    let q = sessions::Query {
+        student: Some(username.clone()),
+        ..sessions::Query::default()
+    };
+    let store = state.accounts.store.clone();
+    let host = ctx.host.id.clone();
+    let found = blocking(move || sessions::list(store.as_ref(), &host, &q, 1000)).await?;
     Ok(Json(found))
 }
 

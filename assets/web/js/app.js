@@ -1,0 +1,82 @@
+// The interface: who is signed in decides the menu; the part of the address
+// after '#' decides the page. Pages are modules under views/.
+import { api, post, ApiError } from './api.js';
+import { h, show, notice } from './dom.js';
+import * as signin from './views/signin.js';
+import * as manager from './views/manager.js';
+import * as admin from './views/admin.js';
+import * as sessions from './views/sessions.js';
+import * as exam from './views/exam.js';
+
+const MENUS = {
+  manager: [['#/hosts', 'Hosts'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users']],
+  administrator: [['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users']],
+  proctor: [['#/sessions', 'My sessions']],
+  student: [['#/', 'My exams']],
+};
+
+const HOME = { manager: '#/hosts', administrator: '#/sessions', proctor: '#/sessions', student: '#/' };
+
+export const app = {
+  me: null,
+  /** Re-reads who is signed in and shows the page the address names. */
+  async refresh() {
+    try {
+      this.me = await api('GET', '/api/v1/me');
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401) notice(e.message, 'error');
+      this.me = null;
+    }
+    frame();
+    await route();
+  },
+  go(hash) {
+    if (location.hash === hash) route(); else location.hash = hash;
+  },
+};
+
+function frame() {
+  const me = app.me;
+  const nav = document.getElementById('nav');
+  const account = document.getElementById('account');
+  nav.replaceChildren();
+  account.replaceChildren();
+  if (!me || me.must_change_password) return;
+  nav.append(...(MENUS[me.role] ?? []).map(([href, label]) => h('a', { href }, label)));
+  account.append(
+    h('span', {}, `${me.nickname || me.username} · ${me.role} · ${me.host.title}`),
+    h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
+}
+
+async function signOut() {
+  try { await post('/api/v1/auth/logout'); } catch { /* signed out anyway */ }
+  app.me = null;
+  location.hash = '#/';
+  await app.refresh();
+}
+
+async function route() {
+  const me = app.me;
+  const [, page = '', arg] = location.hash.split('/');
+  if (!me) return signin.login(app);
+  if (me.must_change_password) return signin.password(app, true);
+  try {
+    switch (page) {
+      case 'password': return signin.password(app, false);
+      case 'hosts': return manager.hosts(app);
+      case 'users': return admin.users(app);
+      case 'templates': return admin.templates(app);
+      case 'sessions': return sessions.list(app);
+      case 'session':
+        return me.role === 'student' ? exam.page(app, decodeURIComponent(arg ?? '')) : sessions.detail(app, decodeURIComponent(arg ?? ''));
+      default:
+        if (me.role === 'student') return exam.home(app);
+        return app.go(HOME[me.role] ?? '#/');
+    }
+  } catch (e) {
+    show(h('h1', {}, 'Something went wrong'), h('p', { class: 'error' }, e.message));
+  }
+}
+
+window.addEventListener('hashchange', () => route());
+app.refresh();

@@ -1,0 +1,216 @@
+// The student's pages: the exams they have, and the exam itself — a system
+// check, then the exam beside a small proctoring panel (camera preview, chat,
+// timer, warnings). The browser samples its metrics and sends each period's
+// share of violating time to the hub.
+import { api, post } from '../api.js';
+import { h, show, table, when, notice } from '../dom.js';
+import { Hub } from '../hub.js';
+
+export async function home(app) {
+  const mine = await api('GET', '/api/v1/me/sessions');
+  show(
+    h('h1', {}, 'My exams'),
+    table('Your exam sessions', [
+      ['Exam', s => h('a', { href: `#/session/${encodeURIComponent(s.id)}` }, s.subject || s.template_id)],
+      ['Status', s => h('span', { class: `status ${s.status}` }, s.status)],
+      ['Opens', s => when(s.open_from)],
+      ['Closes', s => when(s.open_until ?? s.deadline)],
+    ], mine, 'You have no exam sessions. Your school\'s learning platform gives you a link to each exam.'));
+}
+
+let current = null;
+
+export async function page(app, id) {
+  current?.stop();
+  const base = `/api/v1/sessions/${encodeURIComponent(id)}`;
+  const s = await api('GET', base);
+  current = new Exam(app, s, base);
+  await current.render();
+  window.addEventListener('hashchange', () => current?.stop(), { once: true });
+}
+
+class Exam {
+  constructor(app, session, base) {
+    this.app = app;
+    this.s = session;
+    this.base = base;
+    this.stream = null;
+    this.samples = new Map();
+    this.ticks = 0;
+  }
+
+  async render() {
+    const s = this.s;
+    this.statusBox = h('span', { class: `status ${s.status}` }, s.status);
+    this.timer = h('span', { class: 'timer', role: 'timer' }, '');
+    this.video = h('video', { autoplay: true, muted: true, playsinline: true, 'aria-label': 'Your camera' });
+    this.chat = h('ol', { class: 'chat', 'aria-label': 'Chat with the proctor' });
+    this.warnings = h('ul', { class: 'warnings', 'aria-label': 'Warnings' });
+    this.link = h('p', { class: 'live' }, 'Connecting…');
+    this.lock = h('div', { class: 'lock', hidden: true, role: 'alertdialog', 'aria-label': 'Exam locked' },
+      h('p', {}, 'The proctor has locked your exam. Please wait; you will be able to continue when they unlock it.'));
+    this.say = h('form', { class: 'inline', onsubmit: e => this.send(e) },
+      h('label', { for: 'say' }, 'Message'), h('input', { id: 'say', name: 'text', required: true, maxlength: 2000 }),
+      h('button', { type: 'submit' }, 'Send'));
+    this.checks = h('ul', { class: 'checks', 'aria-label': 'System check' });
+    this.startButton = h('button', { type: 'button', onclick: () => this.start() }, 'Start the exam');
+    this.template = await api('GET', `${this.base}/template`);
+    const examUrl = this.template?.addons?.exam_url;
+    show(
+      h('h1', {}, s.subject || 'Exam'),
+      h('p', {}, 'Status: ', this.statusBox, ' ', this.timer),
+      this.lock,
+      h('div', { class: 'exam' },
+        h('section', { class: 'exam-page' }, examUrl
+          ? h('iframe', { src: examUrl, title: 'Exam page', referrerpolicy: 'no-referrer', sandbox: 'allow-forms allow-scripts allow-same-origin allow-popups' })
+          : h('div', { class: 'card' }, h('h2', {}, 'Before you start'), this.checks,
+            h('p', {}, 'Keep this window in front and in full screen during the exam. Your camera and microphone are checked while the exam runs.'),
+            this.startButton)),
+        h('aside', { class: 'panel', 'aria-label': 'Proctoring panel' },
+          this.video, this.link, h('h2', {}, 'Warnings'), this.warnings, h('h2', {}, 'Chat'), this.chat, this.say)));
+    if (examUrl) this.checks = null;
+    await this.systemCheck();
+    this.connect();
+    this.tick = setInterval(() => this.sample(), 500);
+    this.showTimer();
+  }
+
+  async systemCheck() {
+    const item = (ok, text) => this.checks?.append(h('li', { class: ok ? 'ok' : 'fail' }, `${ok ? '✓' : '✗'} ${text}`));
+    const supported = !!(navigator.mediaDevices?.getUserMedia && window.WebSocket && window.MediaRecorder && window.indexedDB);
+    item(supported, supported ? 'This browser is supported.' : 'This browser lacks features the exam needs; please use a current Chrome, Edge or Firefox.');
+    this.unsupported = !supported;
+    try {
+      this.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+      this.video.srcObject = this.stream;
+      item(true, 'Camera and microphone work.');
+      this.listen();
+    } catch (e) {
+      item(false, `Camera or microphone not available: ${e.message}. Allow access in the browser's address bar and reload.`);
+    }
+  }
+
+  listen() {
+    const track = this.stream.getAudioTracks()[0];
+    if (!track) return;
+    const audio = new AudioContext();
+    const analyser = audio.createAnalyser();
+    analyser.fftSize = 512;
+    audio.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+    const data = new Uint8Array(analyser.fftSize);
+    this.level = () => {
+      analyser.getByteTimeDomainData(data);
+      let peak = 0;
+      for (const v of data) peak = Math.max(peak, Math.abs(v - 128));
+      return peak / 128;
+    };
+  }
+
+  connect() {
+    this.hub = new Hub(frame => this.onFrame(frame), state => {
+      this.link.textContent = state === 'online' ? 'Connected to the proctor.' : 'Connection lost — reconnecting. Keep working; nothing you send is lost.';
+      this.link.className = `live ${state}`;
+    });
+    this.hub.join(this.s.id);
+  }
+
+  onFrame(frame) {
+    if (frame.session !== this.s.id) return;
+    switch (frame.type) {
+      case 'joined':
+        this.period = Math.max(1000, (frame.heartbeat_ms ?? 5000) * 2);
+        for (const e of frame.missed ?? []) if (e.kind === 'chat') this.addChat(e.author, e.data.text);
+        break;
+      case 'chat': this.addChat(frame.author, frame.text); break;
+      case 'action':
+        if (frame.action === 'warn') {
+          this.warnings.append(h('li', {}, `${when(frame.time)} — ${frame.comment || 'The proctor warned you.'}`));
+          notice(`Warning from the proctor: ${frame.comment || 'please keep to the rules.'}`, 'error');
+        }
+        if (frame.action === 'lock') this.lock.hidden = false;
+        if (frame.action === 'unlock') this.lock.hidden = true;
+        break;
+      case 'status':
+        this.s.status = frame.status;
+        this.statusBox.textContent = frame.status;
+        this.statusBox.className = `status ${frame.status}`;
+        if (frame.status === 'stopped' || frame.status === 'concluded') notice('The exam has ended.');
+        break;
+      case 'error': notice(frame.message, 'error'); break;
+    }
+  }
+
+  addChat(author, text) {
+    this.chat.append(h('li', {}, h('strong', {}, author), ' ', text));
+  }
+
+  async send(event) {
+    event.preventDefault();
+    const text = this.say.text.value;
+    try {
+      await this.hub.request({ type: 'chat', session: this.s.id, text });
+      this.addChat(this.app.me.username, text);
+      this.say.reset();
+    } catch (e) {
+      notice(e.message, 'error');
+    }
+  }
+
+  async start() {
+    try {
+      // Not awaited: some browsers never settle it when full screen is refused.
+      document.documentElement.requestFullscreen?.().catch(() => {});
+      this.s = await post(`${this.base}/start`);
+      this.statusBox.textContent = this.s.status;
+      this.statusBox.className = `status ${this.s.status}`;
+      this.startButton.disabled = true;
+      this.showTimer();
+    } catch (e) {
+      notice(e.message, 'error');
+    }
+  }
+
+  // Every half second: which metrics are violated now; each period the
+  // shares (0–100) go to the hub as one samples frame.
+  sample() {
+    if (this.s.status !== 'started') return;
+    const video = this.stream?.getVideoTracks()[0];
+    const now = {
+      b1: this.unsupported,
+      b2: !document.hasFocus() || document.visibilityState !== 'visible',
+      b3: !document.fullscreenElement,
+      c1: !video || video.readyState !== 'live' || video.muted || !video.enabled,
+      m1: !this.level || this.level() < 0.01,
+    };
+    for (const [code, bad] of Object.entries(now)) this.samples.set(code, (this.samples.get(code) ?? 0) + (bad ? 1 : 0));
+    this.ticks += 1;
+    if (this.ticks * 500 >= (this.period ?? 10000)) {
+      const values = Object.fromEntries([...this.samples].map(([k, v]) => [k, Math.round((100 * v) / this.ticks)]));
+      this.hub.request({ type: 'samples', session: this.s.id, values }).catch(() => {});
+      this.samples.clear();
+      this.ticks = 0;
+    }
+  }
+
+  showTimer() {
+    clearInterval(this.clock);
+    const s = this.s;
+    const ends = [s.deadline, s.started_at && s.duration_limit_secs ? s.started_at + s.duration_limit_secs : null]
+      .filter(Boolean).map(t => t + (s.extra_secs ?? 0));
+    if (!ends.length || s.status !== 'started') { this.timer.textContent = ''; return; }
+    const end = Math.min(...ends);
+    const draw = () => {
+      const left = Math.max(0, end - Math.floor(Date.now() / 1000));
+      this.timer.textContent = `Time left ${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
+    };
+    draw();
+    this.clock = setInterval(draw, 1000);
+  }
+
+  stop() {
+    clearInterval(this.tick);
+    clearInterval(this.clock);
+    this.hub?.close();
+    for (const t of this.stream?.getTracks() ?? []) t.stop();
+  }
+}

@@ -1,0 +1,171 @@
+// An exam day in a real Chromium with a fake camera and microphone: the
+// manager prepares users, a template and a session through the interface; the
+// student signs in, changes the first password, passes the system check and
+// starts; the proctor watches, chats and warns. Every page is checked with
+// axe-core, and any console error or CSP violation fails the run.
+//
+// Usage: node exam-day.mjs   (BASE, MANAGER_PASSWORD, INVIGIL_UI_MODULES in the environment)
+import { createRequire } from 'node:module';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const require = createRequire(path.join(process.env.INVIGIL_UI_MODULES, 'package.json'));
+const { chromium } = require('playwright-core');
+const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const BASE = process.env.BASE;
+const MANAGER_PASSWORD = process.env.MANAGER_PASSWORD;
+const problems = [];
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
+});
+const timer = setTimeout(() => { console.error('exam-day: timed out'); process.exit(3); }, 90_000);
+
+const pages = [];
+// On a failure, what each person saw helps more than a stack trace.
+process.on('uncaughtException', async e => {
+  console.error(e.message);
+  for (const [name, page] of pages) {
+    const text = await page.evaluate(() => `${location.hash}\n${document.getElementById('notice').innerText}\n${document.getElementById('view').innerText}`).catch(() => '?');
+    console.error(`--- ${name} saw:\n${text.slice(0, 2000)}`);
+  }
+  console.error(problems.join('\n'));
+  process.exit(1);
+});
+
+async function person(name) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, permissions: ['camera', 'microphone'] });
+  const page = await context.newPage();
+  page.on('console', m => {
+    // The API's expected refusals (401 before sign-in, a wrong password) show
+    // as failed loads; the page turns them into messages for the user.
+    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) {
+      problems.push(`${name} console: ${m.text()}`);
+    }
+  });
+  page.on('pageerror', e => problems.push(`${name} page error: ${e.message}`));
+  page.setDefaultTimeout(10_000);
+  pages.push([name, page]);
+  return page;
+}
+
+async function accessible(page, where) {
+  // Evaluated through the DevTools protocol: our CSP rightly refuses an injected <script>.
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  for (const v of result.violations) {
+    if (v.impact === 'serious' || v.impact === 'critical') {
+      problems.push(`${where}: axe ${v.impact} ${v.id}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`);
+    }
+  }
+}
+
+async function signIn(page, username, password) {
+  await page.goto(`${BASE}/`);
+  await page.getByLabel('Username', { exact: true }).fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+async function firstSignIn(page, username, first, chosen) {
+  await signIn(page, username, first);
+  await page.getByRole('heading', { name: 'Choose a new password' }).waitFor();
+  await accessible(page, 'password change');
+  await page.getByLabel('Current password', { exact: true }).fill(first);
+  await page.getByLabel('New password', { exact: true }).fill(chosen);
+  await page.getByLabel('New password again', { exact: true }).fill(chosen);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+}
+
+// The manager prepares the exam.
+const admin = await person('manager');
+await signIn(admin, 'manager', 'wrong password');
+await admin.locator('#notice .error').waitFor();
+await accessible(admin, 'sign-in');
+await signIn(admin, 'manager', MANAGER_PASSWORD);
+await admin.getByRole('link', { name: 'Users' }).click();
+await admin.getByRole('heading', { name: 'Users' }).waitFor();
+for (const [username, role] of [['ann', 'student'], ['pat', 'proctor']]) {
+  await admin.getByLabel('Username', { exact: true }).fill(username);
+  await admin.getByLabel('Name', { exact: true }).fill(`${username} <b>not bold</b>`);
+  await admin.getByLabel('Role', { exact: true }).selectOption(role);
+  await admin.getByLabel('First password', { exact: true }).fill('Temporary pass 1');
+  await admin.getByRole('button', { name: 'Create user' }).click();
+  await admin.getByRole('cell', { name: username, exact: true }).waitFor();
+}
+// Names are shown as text, never as markup.
+assert.equal(await admin.locator('main b').count(), 0, 'a user name was rendered as HTML');
+await admin.getByLabel('CSV rows (with a header line)', { exact: true }).fill('username,role\nbob,student\n,student\n');
+await admin.getByRole('button', { name: 'Check (dry run)' }).click();
+await admin.getByText('2 rows, would create 0, 1 errors.').waitFor();
+await accessible(admin, 'users');
+
+await admin.getByRole('link', { name: 'Templates' }).click();
+await admin.getByLabel('Identifier', { exact: true }).fill('final');
+await admin.getByLabel('Name', { exact: true }).fill('Final exam');
+await admin.getByLabel('Webcam', { exact: true }).check();
+await admin.getByLabel('Chat', { exact: true }).check();
+await admin.getByRole('button', { name: 'Create template' }).click();
+await admin.getByRole('cell', { name: 'Final exam' }).waitFor();
+await accessible(admin, 'templates');
+
+await admin.getByRole('link', { name: 'Sessions' }).click();
+await admin.getByLabel('Student (username)', { exact: true }).fill('ann');
+await admin.getByLabel('Subject', { exact: true }).fill('Physics');
+await admin.getByLabel('Proctors', { exact: true }).fill('pat');
+await admin.getByLabel('Duration limit (minutes)', { exact: true }).fill('60');
+await admin.getByRole('button', { name: 'Create session' }).click();
+await admin.waitForURL(/#\/session\//);
+const sessionId = decodeURIComponent(admin.url().split('#/session/')[1]);
+await admin.getByRole('heading', { name: 'Physics — ann' }).waitFor();
+await accessible(admin, 'session view');
+
+// The student: first sign-in, system check with the fake camera, start.
+const ann = await person('student');
+if (process.env.UI_DEBUG) ann.on('response', r => console.error('ann', r.request().method(), r.status(), r.url()));
+await firstSignIn(ann, 'ann', 'Temporary pass 1', 'Ann chosen pass 1');
+await ann.getByRole('heading', { name: 'My exams' }).waitFor();
+await ann.getByRole('link', { name: 'Physics' }).click();
+await ann.getByText('Camera and microphone work.').waitFor();
+await ann.waitForFunction(() => document.querySelector('video')?.videoWidth > 0);
+await accessible(ann, 'exam');
+await ann.getByRole('button', { name: 'Start the exam' }).click();
+await ann.locator('.status.started').waitFor();
+await ann.getByText('Connected to the proctor.').waitFor();
+
+// The proctor: sees the session in their list, chats and warns.
+const pat = await person('proctor');
+await firstSignIn(pat, 'pat', 'Temporary pass 1', 'Pat chosen pass 1');
+await pat.getByRole('link', { name: 'My sessions' }).click();
+await pat.getByRole('link', { name: 'ann' }).click();
+await pat.getByText(/^Live: started|^In the room/).waitFor();
+await ann.getByLabel('Message', { exact: true }).fill('My calculator is allowed?');
+await ann.getByRole('button', { name: 'Send' }).click();
+await pat.getByText('My calculator is allowed?').waitFor();
+await pat.getByLabel('Message to the student', { exact: true }).fill('Yes, a simple one.');
+await pat.getByRole('button', { name: 'Send' }).click();
+await ann.getByText('Yes, a simple one.').waitFor();
+await pat.getByRole('button', { name: 'Warn' }).click();
+await ann.locator('.warnings li').waitFor();
+await accessible(pat, 'proctor session view');
+
+// The proctor stops the exam; the student's page follows; conclusion.
+await pat.getByRole('button', { name: 'Stop' }).click();
+await ann.locator('.status.stopped').waitFor();
+await pat.getByLabel('Negative (violation)', { exact: true }).check();
+await pat.getByLabel('Comment', { exact: true }).fill('Looked at a phone twice.');
+await pat.getByRole('button', { name: 'Conclude' }).click();
+await pat.getByText('Concluded negative by pat').waitFor();
+
+clearTimeout(timer);
+await browser.close();
+const csp = problems.filter(p => /Content Security Policy/i.test(p));
+if (problems.length) {
+  console.error(problems.join('\n'));
+  process.exit(csp.length ? 2 : 1);
+}
+console.log(JSON.stringify({ ok: true, session: sessionId }));
