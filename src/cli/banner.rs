@@ -36,6 +36,9 @@ pub fn print(b: &Banner<'_>) {
             "  note       the certificate is self-signed: the browser asks you to accept it\n",
         );
     }
+    out.push_str(
+        "  try it     after signing in, \"Try it\" prepares a demo exam to take in one window and proctor in another\n",
+    );
     out.push_str(&format!("  data       {}\n", b.data_dir.display()));
     // Printed to stdout, not logged, so the one-time password does not end up
     // in log collectors. A closed stdout must not take the server down, so

@@ -41,6 +41,7 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("POST", "/api/v1/instance/keys"), "manager"),
         (("DELETE", "/api/v1/instance/keys/{id}"), "manager"),
         (("GET", "/api/v1/instance/audit"), "manager"),
+        (("POST", "/api/v1/demo"), "manager"),
         (("GET", "/api/v1/templates"), "staff"),
         (("POST", "/api/v1/templates"), "admin"),
         (("PUT", "/api/v1/templates/{id}"), "admin"),

@@ -161,6 +161,18 @@ await pat.getByLabel('Comment', { exact: true }).fill('Looked at a phone twice.'
 await pat.getByRole('button', { name: 'Conclude' }).click();
 await pat.getByText('Concluded negative by pat').waitFor();
 
+// "Try it": the demo's student link lands in the demo exam in a fresh window.
+await admin.getByRole('link', { name: 'Try it' }).click();
+await admin.getByRole('button', { name: 'Prepare a demo exam' }).click();
+const studentLink = await admin.locator('#student-link').getAttribute('href');
+assert.match(await admin.locator('#proctor-password').innerText(), /^Demo-/);
+await accessible(admin, 'try it');
+const visitor = await person('demo student');
+await visitor.goto(studentLink);
+await visitor.getByRole('heading', { name: 'Demo exam' }).waitFor();
+await visitor.getByRole('button', { name: 'Start the exam' }).click();
+await visitor.locator('.status.started').waitFor();
+
 clearTimeout(timer);
 await browser.close();
 const csp = problems.filter(p => /Content Security Policy/i.test(p));

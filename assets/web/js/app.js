@@ -7,15 +7,16 @@ import * as manager from './views/manager.js';
 import * as admin from './views/admin.js';
 import * as sessions from './views/sessions.js';
 import * as exam from './views/exam.js';
+import * as demo from './views/demo.js';
 
 const MENUS = {
-  manager: [['#/hosts', 'Hosts'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users']],
+  manager: [['#/try', 'Try it'], ['#/hosts', 'Hosts'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users']],
   administrator: [['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users']],
   proctor: [['#/sessions', 'My sessions']],
   student: [['#/', 'My exams']],
 };
 
-const HOME = { manager: '#/hosts', administrator: '#/sessions', proctor: '#/sessions', student: '#/' };
+const HOME = { manager: '#/try', administrator: '#/sessions', proctor: '#/sessions', student: '#/' };
 
 export const app = {
   me: null,
@@ -63,6 +64,7 @@ async function route() {
   try {
     switch (page) {
       case 'password': return signin.password(app, false);
+      case 'try': return demo.page(app);
       case 'hosts': return manager.hosts(app);
       case 'users': return admin.users(app);
       case 'templates': return admin.templates(app);

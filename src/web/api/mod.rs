@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+mod demo;
 mod manager;
 pub mod openapi;
 mod sessions;
@@ -90,6 +91,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(manager::routes());
     all.extend(sessions::routes());
     all.extend(ws::routes());
+    all.extend(demo::routes());
     all.push(route(
         Method::GET,
         "/api/v1/openapi.json",
