@@ -54,3 +54,72 @@ async fn exam_day_in_chromium() {
     assert!(out.contains("\"ok\":true"), "{out}");
     d.stop().await;
 }
+
+/// Every text the interface passes to `t('…')` has a Russian translation,
+/// with the same `{placeholders}`; a catalog entry nothing uses is reported too.
+#[test]
+fn russian_catalog_covers_every_text() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/web");
+    let catalog: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(root.join("i18n/ru.json")).unwrap()).unwrap();
+    let literal = regex_lite_literals(&root.join("js"));
+    let missing: Vec<_> = literal
+        .iter()
+        .filter(|k| !catalog.contains_key(*k))
+        .collect();
+    assert!(missing.is_empty(), "untranslated: {missing:#?}");
+    let placeholders = |s: &str| {
+        let mut v: Vec<String> = s
+            .split('{')
+            .skip(1)
+            .filter_map(|p| p.split_once('}').map(|(name, _)| name.to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    for (en, ru) in &catalog {
+        assert_eq!(
+            placeholders(en),
+            placeholders(ru),
+            "placeholders differ: {en}"
+        );
+    }
+}
+
+/// The string literals passed directly to `t(…)` (both arms of a
+/// `t(a ? 'x' : 'y')` included) in every module under `dir`.
+fn regex_lite_literals(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, _) in text.match_indices("t(") {
+                // Only calls of `t` itself, not `post(`, `set(`, …
+                let before = text[..i].chars().next_back().unwrap_or(' ');
+                if before.is_alphanumeric() || before == '_' || before == '.' {
+                    continue;
+                }
+                let args = &text[i + 2..];
+                let end = args.find([')', ',']).unwrap_or(args.len());
+                let mut call = &args[..end];
+                // `t(cond ? 'a' : 'b')`: both arms.
+                if let Some((_, arms)) = call.split_once('?') {
+                    call = arms;
+                }
+                for part in call.split(':') {
+                    let part = part.trim();
+                    if let Some(s) = part.strip_prefix('\'').and_then(|p| p.strip_suffix('\'')) {
+                        out.insert(s.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -49,6 +49,7 @@ async function person(name) {
   page.on('pageerror', e => problems.push(`${name} page error: ${e.message}`));
   page.setDefaultTimeout(10_000);
   pages.push([name, page]);
+  if (process.env.UI_DEBUG) page.on('response', r => console.error(name, r.request().method(), r.status(), r.url()));
   return page;
 }
 
@@ -83,6 +84,13 @@ async function firstSignIn(page, username, first, chosen) {
 
 // The manager prepares the exam.
 const admin = await person('manager');
+// The interface speaks Russian when asked, and keeps the choice.
+await admin.goto(`${BASE}/`);
+await admin.getByLabel('Language').selectOption('ru');
+await admin.getByRole('button', { name: 'Войти' }).waitFor();
+assert.equal(await admin.evaluate(() => document.documentElement.lang), 'ru');
+await admin.getByLabel('Язык').selectOption('en');
+await admin.getByRole('button', { name: 'Sign in' }).waitFor();
 await signIn(admin, 'manager', 'wrong password');
 await admin.locator('#notice .error').waitFor();
 await accessible(admin, 'sign-in');
@@ -126,7 +134,6 @@ await accessible(admin, 'session view');
 
 // The student: first sign-in, system check with the fake camera, start.
 const ann = await person('student');
-if (process.env.UI_DEBUG) ann.on('response', r => console.error('ann', r.request().method(), r.status(), r.url()));
 await firstSignIn(ann, 'ann', 'Temporary pass 1', 'Ann chosen pass 1');
 await ann.getByRole('heading', { name: 'My exams' }).waitFor();
 await ann.getByRole('link', { name: 'Physics' }).click();

@@ -2,6 +2,7 @@
 // after '#' decides the page. Pages are modules under views/.
 import { api, post, ApiError } from './api.js';
 import { h, show, notice } from './dom.js';
+import { t, init, languages, current, choose } from './i18n.js';
 import * as signin from './views/signin.js';
 import * as manager from './views/manager.js';
 import * as admin from './views/admin.js';
@@ -42,11 +43,14 @@ function frame() {
   const account = document.getElementById('account');
   nav.replaceChildren();
   account.replaceChildren();
+  const picker = h('select', { 'aria-label': t('Language'), onchange: async () => { await choose(picker.value); await app.refresh(); } },
+    Object.entries(languages()).map(([code, name]) => h('option', { value: code, selected: code === current() }, name)));
+  account.append(picker);
   if (!me || me.must_change_password) return;
-  nav.append(...(MENUS[me.role] ?? []).map(([href, label]) => h('a', { href }, label)));
+  nav.append(...(MENUS[me.role] ?? []).map(([href, label]) => h('a', { href }, t(label))));
   account.append(
     h('span', {}, `${me.nickname || me.username} · ${me.role} · ${me.host.title}`),
-    h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
+    h('button', { type: 'button', class: 'link', onclick: signOut }, t('Sign out')));
 }
 
 async function signOut() {
@@ -76,9 +80,10 @@ async function route() {
         return app.go(HOME[me.role] ?? '#/');
     }
   } catch (e) {
-    show(h('h1', {}, 'Something went wrong'), h('p', { class: 'error' }, e.message));
+    show(h('h1', {}, t('Something went wrong')), h('p', { class: 'error' }, e.message));
   }
 }
 
 window.addEventListener('hashchange', () => route());
-app.refresh();
+await init();
+await app.refresh();

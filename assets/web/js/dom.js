@@ -1,5 +1,6 @@
 // Building the page from data without ever parsing data as HTML: every text
 // goes in through textContent, so a name like "<img onerror=…>" stays text.
+import { dateTime } from './i18n.js';
 
 /** Creates an element: attributes (on* are listeners), then children. */
 export function h(tag, attrs = {}, ...children) {
@@ -61,8 +62,7 @@ export function table(caption, columns, rows, empty = 'Nothing here yet.') {
 
 /** Unix seconds as local date and time. */
 export function when(secs) {
-  if (!secs) return '—';
-  return new Date(secs * 1000).toLocaleString();
+  return secs ? dateTime(secs) : '—';
 }
 
 /** Reads a form's named controls into an object (empty strings left out). */

@@ -2,6 +2,7 @@
 // check, then the exam beside a small proctoring panel (camera preview, chat,
 // timer, warnings). The browser samples its metrics and sends each period's
 // share of violating time to the hub.
+import { t } from '../i18n.js';
 import { api, post } from '../api.js';
 import { h, show, table, when, notice } from '../dom.js';
 import { Hub } from '../hub.js';
@@ -9,13 +10,13 @@ import { Hub } from '../hub.js';
 export async function home(app) {
   const mine = await api('GET', '/api/v1/me/sessions');
   show(
-    h('h1', {}, 'My exams'),
-    table('Your exam sessions', [
-      ['Exam', s => h('a', { href: `#/session/${encodeURIComponent(s.id)}` }, s.subject || s.template_id)],
-      ['Status', s => h('span', { class: `status ${s.status}` }, s.status)],
-      ['Opens', s => when(s.open_from)],
-      ['Closes', s => when(s.open_until ?? s.deadline)],
-    ], mine, 'You have no exam sessions. Your school\'s learning platform gives you a link to each exam.'));
+    h('h1', {}, t('My exams')),
+    table(t('Your exam sessions'), [
+      [t('Exam'), s => h('a', { href: `#/session/${encodeURIComponent(s.id)}` }, s.subject || s.template_id)],
+      [t('Status'), s => h('span', { class: `status ${s.status}` }, t(s.status))],
+      [t('Opens'), s => when(s.open_from)],
+      [t('Closes'), s => when(s.open_until ?? s.deadline)],
+    ], mine, t('You have no exam sessions. Your school’s learning platform gives you a link to each exam.')));
 }
 
 let current = null;
@@ -41,33 +42,33 @@ class Exam {
 
   async render() {
     const s = this.s;
-    this.statusBox = h('span', { class: `status ${s.status}` }, s.status);
+    this.statusBox = h('span', { class: `status ${s.status}` }, t(s.status));
     this.timer = h('span', { class: 'timer', role: 'timer' }, '');
-    this.video = h('video', { autoplay: true, muted: true, playsinline: true, 'aria-label': 'Your camera' });
-    this.chat = h('ol', { class: 'chat', 'aria-label': 'Chat with the proctor' });
-    this.warnings = h('ul', { class: 'warnings', 'aria-label': 'Warnings' });
-    this.link = h('p', { class: 'live' }, 'Connecting…');
-    this.lock = h('div', { class: 'lock', hidden: true, role: 'alertdialog', 'aria-label': 'Exam locked' },
-      h('p', {}, 'The proctor has locked your exam. Please wait; you will be able to continue when they unlock it.'));
+    this.video = h('video', { autoplay: true, muted: true, playsinline: true, 'aria-label': t('Your camera') });
+    this.chat = h('ol', { class: 'chat', 'aria-label': t('Chat with the proctor') });
+    this.warnings = h('ul', { class: 'warnings', 'aria-label': t('Warnings') });
+    this.link = h('p', { class: 'live' }, t('Connecting…'));
+    this.lock = h('div', { class: 'lock', hidden: true, role: 'alertdialog', 'aria-label': t('Exam locked') },
+      h('p', {}, t('The proctor has locked your exam. Please wait; you will be able to continue when they unlock it.')));
     this.say = h('form', { class: 'inline', onsubmit: e => this.send(e) },
-      h('label', { for: 'say' }, 'Message'), h('input', { id: 'say', name: 'text', required: true, maxlength: 2000 }),
-      h('button', { type: 'submit' }, 'Send'));
-    this.checks = h('ul', { class: 'checks', 'aria-label': 'System check' });
-    this.startButton = h('button', { type: 'button', onclick: () => this.start() }, 'Start the exam');
+      h('label', { for: 'say' }, t('Message')), h('input', { id: 'say', name: 'text', required: true, maxlength: 2000 }),
+      h('button', { type: 'submit' }, t('Send')));
+    this.checks = h('ul', { class: 'checks', 'aria-label': t('System check') });
+    this.startButton = h('button', { type: 'button', onclick: () => this.start() }, t('Start the exam'));
     this.template = await api('GET', `${this.base}/template`);
     const examUrl = this.template?.addons?.exam_url;
     show(
-      h('h1', {}, s.subject || 'Exam'),
-      h('p', {}, 'Status: ', this.statusBox, ' ', this.timer),
+      h('h1', {}, s.subject || t('Exam')),
+      h('p', {}, t('Status:'), ' ', this.statusBox, ' ', this.timer),
       this.lock,
       h('div', { class: 'exam' },
         h('section', { class: 'exam-page' }, examUrl
-          ? h('iframe', { src: examUrl, title: 'Exam page', referrerpolicy: 'no-referrer', sandbox: 'allow-forms allow-scripts allow-same-origin allow-popups' })
-          : h('div', { class: 'card' }, h('h2', {}, 'Before you start'), this.checks,
-            h('p', {}, 'Keep this window in front and in full screen during the exam. Your camera and microphone are checked while the exam runs.'),
+          ? h('iframe', { src: examUrl, title: t('Exam page'), referrerpolicy: 'no-referrer', sandbox: 'allow-forms allow-scripts allow-same-origin allow-popups' })
+          : h('div', { class: 'card' }, h('h2', {}, t('Before you start')), this.checks,
+            h('p', {}, t('Keep this window in front and in full screen during the exam. Your camera and microphone are checked while the exam runs.')),
             this.startButton)),
-        h('aside', { class: 'panel', 'aria-label': 'Proctoring panel' },
-          this.video, this.link, h('h2', {}, 'Warnings'), this.warnings, h('h2', {}, 'Chat'), this.chat, this.say)));
+        h('aside', { class: 'panel', 'aria-label': t('Proctoring panel') },
+          this.video, this.link, h('h2', {}, t('Warnings')), this.warnings, h('h2', {}, t('Chat')), this.chat, this.say)));
     if (examUrl) this.checks = null;
     await this.systemCheck();
     this.connect();
@@ -78,15 +79,15 @@ class Exam {
   async systemCheck() {
     const item = (ok, text) => this.checks?.append(h('li', { class: ok ? 'ok' : 'fail' }, `${ok ? '✓' : '✗'} ${text}`));
     const supported = !!(navigator.mediaDevices?.getUserMedia && window.WebSocket && window.MediaRecorder && window.indexedDB);
-    item(supported, supported ? 'This browser is supported.' : 'This browser lacks features the exam needs; please use a current Chrome, Edge or Firefox.');
+    item(supported, t(supported ? 'This browser is supported.' : 'This browser lacks features the exam needs; please use a current Chrome, Edge or Firefox.'));
     this.unsupported = !supported;
     try {
       this.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
       this.video.srcObject = this.stream;
-      item(true, 'Camera and microphone work.');
+      item(true, t('Camera and microphone work.'));
       this.listen();
     } catch (e) {
-      item(false, `Camera or microphone not available: ${e.message}. Allow access in the browser's address bar and reload.`);
+      item(false, t('Camera or microphone not available: {error}. Allow access in the browser’s address bar and reload.', { error: e.message }));
     }
   }
 
@@ -108,7 +109,7 @@ class Exam {
 
   connect() {
     this.hub = new Hub(frame => this.onFrame(frame), state => {
-      this.link.textContent = state === 'online' ? 'Connected to the proctor.' : 'Connection lost — reconnecting. Keep working; nothing you send is lost.';
+      this.link.textContent = t(state === 'online' ? 'Connected to the proctor.' : 'Connection lost — reconnecting. Keep working; nothing you send is lost.');
       this.link.className = `live ${state}`;
     });
     this.hub.join(this.s.id);
@@ -124,17 +125,17 @@ class Exam {
       case 'chat': this.addChat(frame.author, frame.text); break;
       case 'action':
         if (frame.action === 'warn') {
-          this.warnings.append(h('li', {}, `${when(frame.time)} — ${frame.comment || 'The proctor warned you.'}`));
-          notice(`Warning from the proctor: ${frame.comment || 'please keep to the rules.'}`, 'error');
+          this.warnings.append(h('li', {}, `${when(frame.time)} — ${frame.comment || t('The proctor warned you.')}`));
+          notice(t('Warning from the proctor: {text}', { text: frame.comment || t('please keep to the rules.') }), 'error');
         }
         if (frame.action === 'lock') this.lock.hidden = false;
         if (frame.action === 'unlock') this.lock.hidden = true;
         break;
       case 'status':
         this.s.status = frame.status;
-        this.statusBox.textContent = frame.status;
+        this.statusBox.textContent = t(frame.status);
         this.statusBox.className = `status ${frame.status}`;
-        if (frame.status === 'stopped' || frame.status === 'concluded') notice('The exam has ended.');
+        if (frame.status === 'stopped' || frame.status === 'concluded') notice(t('The exam has ended.'));
         break;
       case 'error': notice(frame.message, 'error'); break;
     }
@@ -161,7 +162,7 @@ class Exam {
       // Not awaited: some browsers never settle it when full screen is refused.
       document.documentElement.requestFullscreen?.().catch(() => {});
       this.s = await post(`${this.base}/start`);
-      this.statusBox.textContent = this.s.status;
+      this.statusBox.textContent = t(this.s.status);
       this.statusBox.className = `status ${this.s.status}`;
       this.startButton.disabled = true;
       this.showTimer();
@@ -196,12 +197,12 @@ class Exam {
     clearInterval(this.clock);
     const s = this.s;
     const ends = [s.deadline, s.started_at && s.duration_limit_secs ? s.started_at + s.duration_limit_secs : null]
-      .filter(Boolean).map(t => t + (s.extra_secs ?? 0));
+      .filter(Boolean).map(end => end + (s.extra_secs ?? 0));
     if (!ends.length || s.status !== 'started') { this.timer.textContent = ''; return; }
     const end = Math.min(...ends);
     const draw = () => {
       const left = Math.max(0, end - Math.floor(Date.now() / 1000));
-      this.timer.textContent = `Time left ${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
+      this.timer.textContent = t('Time left {time}', { time: `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}` });
     };
     draw();
     this.clock = setInterval(draw, 1000);

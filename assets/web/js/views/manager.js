@@ -1,24 +1,25 @@
 // The manager's page: the institutions (hosts) this instance serves.
+import { t } from '../i18n.js';
 import { api, post } from '../api.js';
 import { h, show, field, table, when, notice, values } from '../dom.js';
 
 export async function hosts(app) {
   const list = await api('GET', '/api/v1/hosts');
   const form = h('form', { class: 'card', onsubmit: create },
-    h('h2', {}, 'New host'),
-    field('Domain names', h('input', { name: 'domains', required: true, placeholder: 'exams.school.example' }), 'Comma-separated names this host answers on.'),
-    field('Title', h('input', { name: 'title', required: true })),
-    field('Sessions allowed', h('input', { name: 'volume', type: 'number', min: 0 }), 'Empty: unlimited.'),
-    field('Valid until', h('input', { name: 'valid_until', type: 'date' })),
-    h('button', { type: 'submit' }, 'Create host'));
+    h('h2', {}, t('New host')),
+    field(t('Domain names'), h('input', { name: 'domains', required: true, placeholder: 'exams.school.example' }), t('Comma-separated names this host answers on.')),
+    field(t('Title'), h('input', { name: 'title', required: true })),
+    field(t('Sessions allowed'), h('input', { name: 'volume', type: 'number', min: 0 }), t('Empty: unlimited.')),
+    field(t('Valid until'), h('input', { name: 'valid_until', type: 'date' })),
+    h('button', { type: 'submit' }, t('Create host')));
   show(
-    h('h1', {}, 'Hosts'),
-    table('Hosts of this instance', [
-      ['Title', x => x.title],
-      ['Domains', x => x.domains.join(', ')],
-      ['Sessions used', x => x.volume == null ? `${x.sessions_used}` : `${x.sessions_used} / ${x.volume}`],
-      ['Valid until', x => when(x.valid_until)],
-      ['State', x => x.disabled ? 'disabled' : 'active'],
+    h('h1', {}, t('Hosts')),
+    table(t('Hosts of this instance'), [
+      [t('Title'), x => x.title],
+      [t('Domains'), x => x.domains.join(', ')],
+      [t('Sessions used'), x => x.volume == null ? `${x.sessions_used}` : `${x.sessions_used} / ${x.volume}`],
+      [t('Valid until'), x => when(x.valid_until)],
+      [t('State'), x => x.disabled ? 'disabled' : 'active'],
     ], list),
     form);
 
@@ -30,7 +31,7 @@ export async function hosts(app) {
     if (v.valid_until) body.valid_until = Math.floor(new Date(`${v.valid_until}T23:59:59`).getTime() / 1000);
     try {
       await post('/api/v1/hosts', body);
-      notice(`Host ${body.title} created.`);
+      notice(t('Host {name} created.', { name: body.title }));
       await hosts(app);
     } catch (e) {
       notice(e.message, 'error');

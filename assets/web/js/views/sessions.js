@@ -1,5 +1,6 @@
 // Staff pages: the session list (with the review flag and filters) and one
 // session's view: details, score terms, timeline, live chat and actions.
+import { t, number } from '../i18n.js';
 import { api, post } from '../api.js';
 import { h, show, field, table, when, notice, values } from '../dom.js';
 import { Hub } from '../hub.js';
@@ -10,42 +11,42 @@ export async function list(app, filter = {}) {
   const params = new URLSearchParams(Object.entries(filter).filter(([, v]) => v));
   const found = await api('GET', `/api/v1/sessions?${params}`);
   const filters = h('form', { role: 'search', class: 'inline', onsubmit: e => { e.preventDefault(); list(app, values(filters)); } },
-    field('Search', h('input', { name: 'q', type: 'search', value: filter.q ?? '' })),
-    field('Status', h('select', { name: 'status' }, h('option', { value: '' }, 'any'),
-      STATUSES.map(s => h('option', { value: s, selected: filter.status === s }, s)))),
-    field('Review', h('select', { name: 'review' }, h('option', { value: '' }, 'any'),
-      h('option', { value: 'true', selected: filter.review === 'true' }, 'flagged for review'))),
-    h('button', { type: 'submit' }, 'Filter'));
+    field(t('Search'), h('input', { name: 'q', type: 'search', value: filter.q ?? '' })),
+    field(t('Status'), h('select', { name: 'status' }, h('option', { value: '' }, t('any')),
+      STATUSES.map(s => h('option', { value: s, selected: filter.status === s }, t(s))))),
+    field(t('Review'), h('select', { name: 'review' }, h('option', { value: '' }, t('any')),
+      h('option', { value: 'true', selected: filter.review === 'true' }, t('flagged for review')))),
+    h('button', { type: 'submit' }, t('Filter')));
   const sorted = [...found].sort((a, b) => (a.score ?? 101) - (b.score ?? 101));
   show(
-    h('h1', {}, app.me.role === 'proctor' ? 'My sessions' : 'Sessions'),
+    h('h1', {}, t(app.me.role === 'proctor' ? 'My sessions' : 'Sessions')),
     filters,
-    table('Sessions, lowest score first', [
-      ['Student', s => h('a', { href: `#/session/${encodeURIComponent(s.id)}` }, s.student)],
-      ['Subject', s => s.subject || '—'],
-      ['Status', s => h('span', { class: `status ${s.status}` }, s.status)],
-      ['Score', s => s.score == null ? '—' : h('span', { class: s.review ? 'flag' : '' }, `${s.score}${s.review ? ' ⚑ review' : ''}`)],
-      ['Started', s => when(s.started_at)],
-      ['Tags', s => s.tags.join(', ')],
-    ], sorted, 'No sessions match.'),
+    table(t('Sessions, lowest score first'), [
+      [t('Student'), s => h('a', { href: `#/session/${encodeURIComponent(s.id)}` }, s.student)],
+      [t('Subject'), s => s.subject || '—'],
+      [t('Status'), s => h('span', { class: `status ${s.status}` }, t(s.status))],
+      [t('Score'), s => s.score == null ? '—' : h('span', { class: s.review ? 'flag' : '' }, `${s.score}${s.review ? ' ⚑ review' : ''}`)],
+      [t('Started'), s => when(s.started_at)],
+      [t('Tags'), s => s.tags.join(', ')],
+    ], sorted, t('No sessions match.')),
     app.me.role === 'administrator' || app.me.role === 'manager' ? await createForm(app) : null);
 }
 
 async function createForm(app) {
   const templates = await api('GET', '/api/v1/templates');
   const form = h('form', { class: 'card', onsubmit: create },
-    h('h2', {}, 'New session'),
-    field('Student (username)', h('input', { name: 'student', required: true })),
-    field('Template', h('select', { name: 'template', required: true },
-      templates.map(t => h('option', { value: t.id }, `${t.name} (${t.id})`)))),
-    field('Subject', h('input', { name: 'subject' })),
-    field('Proctors', h('input', { name: 'proctors' }), 'Usernames, comma-separated.'),
-    field('Proctor group', h('input', { name: 'proctor_group' })),
-    field('Duration limit (minutes)', h('input', { name: 'duration_limit', type: 'number', min: 1 })),
-    field('Deadline', h('input', { name: 'deadline', type: 'datetime-local' })),
-    field('Tags', h('input', { name: 'tags' }), 'Comma-separated.'),
-    h('button', { type: 'submit', disabled: !templates.length }, 'Create session'),
-    templates.length ? null : h('p', { class: 'hint' }, 'Create a template first.'));
+    h('h2', {}, t('New session')),
+    field(t('Student (username)'), h('input', { name: 'student', required: true })),
+    field(t('Template'), h('select', { name: 'template', required: true },
+      templates.map(x => h('option', { value: x.id }, `${x.name} (${x.id})`)))),
+    field(t('Subject'), h('input', { name: 'subject' })),
+    field(t('Proctors'), h('input', { name: 'proctors' }), t('Usernames, comma-separated.')),
+    field(t('Proctor group'), h('input', { name: 'proctor_group' })),
+    field(t('Duration limit (minutes)'), h('input', { name: 'duration_limit', type: 'number', min: 1 })),
+    field(t('Deadline'), h('input', { name: 'deadline', type: 'datetime-local' })),
+    field(t('Tags'), h('input', { name: 'tags' }), t('Comma-separated.')),
+    h('button', { type: 'submit', disabled: !templates.length }, t('Create session')),
+    templates.length ? null : h('p', { class: 'hint' }, t('Create a template first.')));
   return form;
 
   async function create(event) {
@@ -59,7 +60,7 @@ async function createForm(app) {
     if (v.deadline) body.deadline = Math.floor(new Date(v.deadline).getTime() / 1000);
     try {
       const s = await post('/api/v1/sessions', body);
-      notice(`Session for ${s.student} created.`);
+      notice(t('Session for {name} created.', { name: s.student }));
       app.go(`#/session/${encodeURIComponent(s.id)}`);
     } catch (e) {
       notice(e.message, 'error');
@@ -73,45 +74,45 @@ export async function detail(app, id) {
   liveHub?.close();
   const base = `/api/v1/sessions/${encodeURIComponent(id)}`;
   const [s, score, entries] = await Promise.all([api('GET', base), api('GET', `${base}/score`), api('GET', `${base}/protocol?limit=200`)]);
-  const chat = h('ol', { class: 'chat', 'aria-label': 'Chat' });
-  const timeline = h('ol', { class: 'timeline', 'aria-label': 'Timeline' }, entries.map(entryItem));
-  const live = h('p', { class: 'live' }, 'Connecting…');
+  const chat = h('ol', { class: 'chat', 'aria-label': t('Chat') });
+  const timeline = h('ol', { class: 'timeline', 'aria-label': t('Timeline') }, entries.map(entryItem));
+  const live = h('p', { class: 'live' }, t('Connecting…'));
   const scoreBox = h('div', {}, scoreView(score));
-  const statusBox = h('span', { class: `status ${s.status}` }, s.status);
+  const statusBox = h('span', { class: `status ${s.status}` }, t(s.status));
   for (const e of [...entries].reverse()) if (e.kind === 'chat') chat.append(chatItem(e.author, e.data.text, e.time));
 
   const say = h('form', { class: 'inline', onsubmit: send },
-    field('Message to the student', h('input', { name: 'text', required: true, maxlength: 2000 })),
-    h('button', { type: 'submit' }, 'Send'));
-  const act = (action, label) => h('button', { type: 'button', onclick: () => perform(action) }, label);
+    field(t('Message to the student'), h('input', { name: 'text', required: true, maxlength: 2000 })),
+    h('button', { type: 'submit' }, t('Send')));
+  const act = (action, label) => h('button', { type: 'button', onclick: () => perform(action) }, t(label));
   const conclude = h('form', { class: 'card', onsubmit: concludeSession },
-    h('h2', {}, 'Conclusion'),
-    h('fieldset', {}, h('legend', {}, 'Result'),
-      h('label', { class: 'check' }, h('input', { type: 'radio', name: 'positive', value: 'true', required: true }), 'Positive (no violation)'),
-      h('label', { class: 'check' }, h('input', { type: 'radio', name: 'positive', value: 'false' }), 'Negative (violation)')),
-    field('Comment', h('textarea', { name: 'comment', rows: 3 })),
-    h('button', { type: 'submit' }, 'Conclude'));
+    h('h2', {}, t('Conclusion')),
+    h('fieldset', {}, h('legend', {}, t('Result')),
+      h('label', { class: 'check' }, h('input', { type: 'radio', name: 'positive', value: 'true', required: true }), t('Positive (no violation)')),
+      h('label', { class: 'check' }, h('input', { type: 'radio', name: 'positive', value: 'false' }), t('Negative (violation)'))),
+    field(t('Comment'), h('textarea', { name: 'comment', rows: 3 })),
+    h('button', { type: 'submit' }, t('Conclude')));
 
   show(
-    h('h1', {}, `${s.subject || 'Session'} — ${s.student}`),
-    h('p', {}, 'Status: ', statusBox, ` · created ${when(s.created_at)} · started ${when(s.started_at)} · stopped ${when(s.stopped_at)}`),
-    s.conclusion ? h('p', { class: 'conclusion' }, `Concluded ${s.conclusion.positive ? 'positive' : 'negative'} by ${s.conclusion.by}${s.conclusion.automatic ? ' (automatic)' : ''}: ${s.conclusion.comment ?? ''}`) : null,
+    h('h1', {}, `${s.subject || t('Session')} — ${s.student}`),
+    h('p', {}, t('Status:'), ' ', statusBox, ` · ${t('created')} ${when(s.created_at)} · ${t('started')} ${when(s.started_at)} · ${t('stopped')} ${when(s.stopped_at)}`),
+    s.conclusion ? h('p', { class: 'conclusion' }, `${t(s.conclusion.positive ? 'Concluded positive by {by}' : 'Concluded negative by {by}', { by: s.conclusion.by })}${s.conclusion.automatic ? ` (${t('automatic')})` : ''}: ${s.conclusion.comment ?? ''}`) : null,
     h('div', { class: 'row' }, act('warn', 'Warn'), act('pause', 'Pause'), act('resume', 'Resume'), act('stop', 'Stop')),
     live,
     h('div', { class: 'columns' },
-      h('section', { class: 'card' }, h('h2', {}, 'Score'), scoreBox),
-      h('section', { class: 'card' }, h('h2', {}, 'Chat'), chat, say)),
+      h('section', { class: 'card' }, h('h2', {}, t('Score')), scoreBox),
+      h('section', { class: 'card' }, h('h2', {}, t('Chat')), chat, say)),
     s.status === 'stopped' ? conclude : null,
-    h('section', {}, h('h2', {}, 'Timeline'), timeline));
+    h('section', {}, h('h2', {}, t('Timeline')), timeline));
 
   liveHub = new Hub(frame => {
     if (frame.session !== id) return;
-    if (frame.type === 'joined') live.textContent = `Live: ${frame.status}`;
-    if (frame.type === 'presence') live.textContent = `In the room: ${frame.members.map(m => m.user ?? m).join(', ')}`;
+    if (frame.type === 'joined') live.textContent = t('Live: {status}', { status: t(frame.status) });
+    if (frame.type === 'presence') live.textContent = t('In the room: {names}', { names: frame.members.map(m => m.user ?? m).join(', ') });
     if (frame.type === 'chat') chat.append(chatItem(frame.author, frame.text, frame.time));
-    if (frame.type === 'status') { statusBox.textContent = frame.status; statusBox.className = `status ${frame.status}`; }
+    if (frame.type === 'status') { statusBox.textContent = t(frame.status); statusBox.className = `status ${frame.status}`; }
     if (frame.type === 'metrics') api('GET', `${base}/score`).then(sc => scoreBox.replaceChildren(scoreView(sc))).catch(() => {});
-  }, state => { if (state === 'offline') live.textContent = 'Reconnecting…'; });
+  }, state => { if (state === 'offline') live.textContent = t('Reconnecting…'); });
   liveHub.join(id);
   window.addEventListener('hashchange', () => liveHub?.close(), { once: true });
 
@@ -129,8 +130,8 @@ export async function detail(app, id) {
   async function perform(action) {
     try {
       if (action === 'warn') {
-        await liveHub.request({ type: 'action', session: id, action: 'warn', comment: 'Please keep to the exam rules.' });
-        notice('Warning sent.');
+        await liveHub.request({ type: 'action', session: id, action: 'warn', comment: t('Please keep to the exam rules.') });
+        notice(t('Warning sent.'));
       } else {
         await post(`${base}/${action}`);
         await detail(app, id);
@@ -153,10 +154,10 @@ export async function detail(app, id) {
 
 function scoreView(score) {
   return h('div', {},
-    h('p', { class: 'score' }, `Credibility ${score.score} (review below ${score.threshold})${score.review ? ' ⚑ flagged for review' : ''}`),
-    table('Score terms w·x', [
-      ['Metric', t => `${t.metric} — ${t.meaning}`], ['Weight', t => t.weight], ['Average', t => t.average], ['Penalty', t => t.penalty],
-    ], score.terms.filter(t => t.penalty > 0), 'No penalties.'));
+    h('p', { class: 'score' }, `${t('Credibility {score} (review below {threshold})', { score: number(score.score), threshold: score.threshold })}${score.review ? ` ⚑ ${t('flagged for review')}` : ''}`),
+    table(t('Score terms w·x'), [
+      [t('Metric'), x => `${x.metric} — ${x.meaning}`], [t('Weight'), x => x.weight], [t('Average'), x => number(x.average)], [t('Penalty'), x => number(x.penalty)],
+    ], score.terms.filter(x => x.penalty > 0), t('No penalties.')));
 }
 
 function chatItem(author, text, time) {
