@@ -1,7 +1,8 @@
 //! The web interface in a real headless Chromium (fake camera and microphone),
 //! driven by Playwright scripts under `tests/ui/`: an exam day from preparing
 //! users to the conclusion, with axe-core on every page and no console error
-//! or CSP violation allowed. `tests/run` installs Chromium and the scripts'
+//! or CSP violation allowed; screenshots of the pages land in
+//! `target/ui/screenshots`. `tests/run` installs Chromium and the scripts'
 //! npm packages; without them the test fails and says what to install.
 
 use crate::harness::Daemon;
@@ -23,6 +24,25 @@ fn ui_modules() -> PathBuf {
     dir
 }
 
+/// A fake camera that shows a real face: an ORL test portrait as a 640×480
+/// `.y4m` clip (made with ffmpeg, which `tests/run` installs).
+fn face_clip() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = ui_modules().join("face.y4m");
+    if !out.exists() {
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-loop", "1", "-framerate", "15", "-i"])
+            .arg(root.join("tests/data/faces/orl/s1/1.pgm"))
+            .args(["-t", "3", "-r", "15", "-pix_fmt", "yuv420p", "-vf"])
+            .arg("scale=-2:480,pad=640:480:(ow-iw)/2:(oh-ih)/2")
+            .arg(&out)
+            .status()
+            .expect("ffmpeg runs (tests/run installs it)");
+        assert!(status.success(), "ffmpeg made no clip");
+    }
+    out
+}
+
 fn run_script(script: &str, base: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/ui")
@@ -32,6 +52,8 @@ fn run_script(script: &str, base: &str) -> String {
         .env("BASE", base)
         .env("MANAGER_PASSWORD", PW)
         .env("INVIGIL_UI_MODULES", ui_modules())
+        .env("SCREENSHOTS", ui_modules().join("screenshots"))
+        .env("FAKE_CAMERA", face_clip())
         .output()
         .expect("node runs (tests/run installs nodejs)");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -20,7 +20,8 @@ const problems = [];
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
+    '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    ...(process.env.FAKE_CAMERA ? [`--use-file-for-fake-video-capture=${process.env.FAKE_CAMERA}`] : [])],
 });
 const timer = setTimeout(() => { console.error('exam-day: timed out'); process.exit(3); }, 90_000);
 
@@ -53,7 +54,12 @@ async function person(name) {
   return page;
 }
 
+// Each checked page is also saved as a screenshot for people to look at.
+const shots = process.env.SCREENSHOTS;
+if (shots) fs.mkdirSync(shots, { recursive: true });
+
 async function accessible(page, where) {
+  if (shots) await page.screenshot({ path: path.join(shots, `${where.replace(/[^a-z0-9]+/gi, '-')}.png`), fullPage: true });
   // Evaluated through the DevTools protocol: our CSP rightly refuses an injected <script>.
   await page.evaluate(axeSource);
   const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
