@@ -108,8 +108,8 @@ fn russian_catalog_covers_every_text() {
     }
 }
 
-/// The string literals passed directly to `t(…)` (both arms of a
-/// `t(a ? 'x' : 'y')` included) in every module under `dir`.
+/// The string literals in the first argument of every `t(…)` call (both arms
+/// of a `t(a ? 'x' : 'y')` included) in every module under `dir`.
 fn regex_lite_literals(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -127,21 +127,39 @@ fn regex_lite_literals(dir: &std::path::Path) -> std::collections::BTreeSet<Stri
                 if before.is_alphanumeric() || before == '_' || before == '.' {
                     continue;
                 }
-                let args = &text[i + 2..];
-                let end = args.find([')', ',']).unwrap_or(args.len());
-                let mut call = &args[..end];
-                // `t(cond ? 'a' : 'b')`: both arms.
-                if let Some((_, arms)) = call.split_once('?') {
-                    call = arms;
-                }
-                for part in call.split(':') {
-                    let part = part.trim();
-                    if let Some(s) = part.strip_prefix('\'').and_then(|p| p.strip_suffix('\'')) {
-                        out.insert(s.to_string());
-                    }
-                }
+                out.extend(first_argument_literals(&text[i + 2..]));
             }
         }
     }
     out
+}
+
+/// The `'…'` literals of a call's first argument: up to the first `,` or the
+/// closing `)` outside quotes and brackets.
+fn first_argument_literals(args: &str) -> Vec<String> {
+    let (mut found, mut depth, mut chars) = (Vec::new(), 0i32, args.chars());
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '`' | '"' => {
+                let mut literal = String::new();
+                while let Some(d) = chars.next() {
+                    match d {
+                        '\\' => literal.extend(chars.next()),
+                        d if d == c => break,
+                        d => literal.push(d),
+                    }
+                }
+                // A literal compared with (`x === 'a' ? …`) is not a text.
+                if c == '\'' && depth == 0 && !chars.as_str().trim_start().starts_with('?') {
+                    found.push(literal);
+                }
+            }
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' if depth == 0 => break,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => break,
+            _ => {}
+        }
+    }
+    found
 }

@@ -153,6 +153,9 @@ await ann.getByText('Connected to the proctor.').waitFor();
 // The proctor: sees the session in their list, chats and warns.
 const pat = await person('proctor');
 await firstSignIn(pat, 'pat', 'Temporary pass 1', 'Pat chosen pass 1');
+await pat.getByRole('link', { name: 'Live wall' }).click();
+await pat.locator('.tile', { hasText: 'ann' }).getByText('student online').waitFor();
+await accessible(pat, 'live wall');
 await pat.getByRole('link', { name: 'My sessions' }).click();
 await pat.getByRole('link', { name: 'ann' }).click();
 await pat.getByText(/^Live: started|^In the room/).waitFor();
@@ -173,6 +176,14 @@ await pat.getByLabel('Negative (violation)', { exact: true }).check();
 await pat.getByLabel('Comment', { exact: true }).fill('Looked at a phone twice.');
 await pat.getByRole('button', { name: 'Conclude' }).click();
 await pat.getByText('Concluded negative by pat').waitFor();
+
+// Integration: an API key whose token is shown once.
+await admin.getByRole('link', { name: 'Integration' }).click();
+await admin.getByLabel('Name', { exact: true }).fill('lms');
+await admin.getByLabel('Access', { exact: true }).selectOption('write');
+await admin.getByRole('button', { name: 'Create key' }).click();
+assert.match(await admin.locator('#new-token').innerText(), /^ivk_/);
+await accessible(admin, 'integration');
 
 // "Try it": the demo's student link lands in the demo exam in a fresh window.
 await admin.getByRole('link', { name: 'Try it' }).click();

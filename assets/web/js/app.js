@@ -9,11 +9,13 @@ import * as admin from './views/admin.js';
 import * as sessions from './views/sessions.js';
 import * as exam from './views/exam.js';
 import * as demo from './views/demo.js';
+import * as integration from './views/integration.js';
+import * as wall from './views/wall.js';
 
 const MENUS = {
-  manager: [['#/try', 'Try it'], ['#/hosts', 'Hosts'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users']],
-  administrator: [['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users']],
-  proctor: [['#/sessions', 'My sessions']],
+  manager: [['#/try', 'Try it'], ['#/hosts', 'Hosts'], ['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration']],
+  administrator: [['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration']],
+  proctor: [['#/wall', 'Live wall'], ['#/sessions', 'My sessions']],
   student: [['#/', 'My exams']],
 };
 
@@ -73,6 +75,8 @@ async function route() {
       case 'users': return admin.users(app);
       case 'templates': return admin.templates(app);
       case 'sessions': return sessions.list(app);
+      case 'wall': return wall.page(app);
+      case 'integration': return integration.page(app);
       case 'session':
         return me.role === 'student' ? exam.page(app, decodeURIComponent(arg ?? '')) : sessions.detail(app, decodeURIComponent(arg ?? ''));
       default:

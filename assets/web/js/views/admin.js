@@ -35,7 +35,7 @@ export async function users(app, query = '') {
       [t('Name'), u => u.nickname],
       [t('Role'), u => u.role],
       [t('Groups'), u => u.groups.join(', ')],
-      [t('State'), u => u.disabled ? 'disabled' : u.locked ? 'locked' : 'active'],
+      [t('State'), u => t(u.disabled ? 'disabled' : u.locked ? 'locked' : 'active')],
       [t('Created'), u => when(u.created_at)],
     ], page.items),
     h('div', { class: 'columns' }, form, importer));

@@ -19,9 +19,45 @@ export async function hosts(app) {
       [t('Domains'), x => x.domains.join(', ')],
       [t('Sessions used'), x => x.volume == null ? `${x.sessions_used}` : `${x.sessions_used} / ${x.volume}`],
       [t('Valid until'), x => when(x.valid_until)],
-      [t('State'), x => x.disabled ? 'disabled' : 'active'],
+      [t('Retention'), x => x.retention_days ? t('{n} days', { n: x.retention_days }) : '—'],
+      [t('State'), x => t(x.disabled ? 'suspended' : 'active')],
+      ['', x => h('button', { type: 'button', class: 'link', onclick: () => edit(x) }, t('Edit'))],
     ], list),
     form);
+
+  // Term, volume, retention and suspension of one host, in the same form.
+  function edit(host) {
+    const day = host.valid_until ? new Date(host.valid_until * 1000).toISOString().slice(0, 10) : '';
+    const editor = h('form', { class: 'card', onsubmit: save },
+      h('h2', {}, t('Edit {name}', { name: host.title })),
+      field(t('Title'), h('input', { name: 'title', required: true, value: host.title })),
+      field(t('Sessions allowed'), h('input', { name: 'volume', type: 'number', min: 0, value: host.volume ?? '' }), t('Empty: unlimited.')),
+      field(t('Valid until'), h('input', { name: 'valid_until', type: 'date', value: day })),
+      field(t('Retention (days)'), h('input', { name: 'retention_days', type: 'number', min: 1, value: host.retention_days ?? '' }), t('Empty: kept until deleted.')),
+      h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'disabled', checked: host.disabled }), t('Suspended (no sign-in, no new sessions)')),
+      h('button', { type: 'submit' }, t('Save')));
+    form.replaceWith(editor);
+    editor.querySelector('input').focus();
+
+    async function save(event) {
+      event.preventDefault();
+      const v = values(editor);
+      const body = {
+        title: v.title,
+        volume: v.volume ? Number(v.volume) : null,
+        valid_until: v.valid_until ? Math.floor(new Date(`${v.valid_until}T23:59:59`).getTime() / 1000) : null,
+        retention_days: v.retention_days ? Number(v.retention_days) : null,
+        disabled: editor.disabled.checked,
+      };
+      try {
+        await api('PATCH', `/api/v1/hosts/${encodeURIComponent(host.id)}`, body);
+        notice(t('Host {name} saved.', { name: body.title }));
+        await hosts(app);
+      } catch (e) {
+        notice(e.message, 'error');
+      }
+    }
+  }
 
   async function create(event) {
     event.preventDefault();
