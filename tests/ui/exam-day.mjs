@@ -123,6 +123,7 @@ await admin.getByLabel('Identifier', { exact: true }).fill('final');
 await admin.getByLabel('Name', { exact: true }).fill('Final exam');
 await admin.getByLabel('Webcam', { exact: true }).check();
 await admin.getByLabel('Chat', { exact: true }).check();
+await admin.getByLabel('b2 — focus moved to another window').fill('0.5');
 await admin.getByRole('button', { name: 'Create template' }).click();
 await admin.getByRole('cell', { name: 'Final exam' }).waitFor();
 await accessible(admin, 'templates');
@@ -136,6 +137,11 @@ await admin.getByRole('button', { name: 'Create session' }).click();
 await admin.waitForURL(/#\/session\//);
 const sessionId = decodeURIComponent(admin.url().split('#/session/')[1]);
 await admin.getByRole('heading', { name: 'Physics — ann' }).waitFor();
+await admin.getByLabel('Kind', { exact: true }).selectOption('extra_time');
+await admin.getByLabel('Minutes', { exact: true }).fill('20');
+await admin.getByLabel('Reason', { exact: true }).fill('dyslexia');
+await admin.getByRole('button', { name: 'Grant' }).click();
+await admin.getByText('20 minutes extra time — dyslexia').waitFor();
 await accessible(admin, 'session view');
 
 // The student: first sign-in, system check with the fake camera, start.

@@ -2,6 +2,7 @@
 import { t } from '../i18n.js';
 import { api, post, ApiError } from '../api.js';
 import { h, show, field, table, when, notice, values } from '../dom.js';
+import { METRICS } from '../metrics.js';
 
 const ROLES = ['student', 'proctor', 'administrator'];
 
@@ -89,6 +90,8 @@ export async function templates(app) {
     field(t('Name'), h('input', { name: 'name', required: true })),
     h('fieldset', {}, h('legend', {}, t('Addons')),
       ADDONS.map(([key, label]) => h('label', { class: 'check' }, h('input', { type: 'checkbox', name: `addon-${key}` }), t(label)))),
+    h('fieldset', { class: 'weights' }, h('legend', {}, t('Metric weights (penalty per percent of violating time)')),
+      METRICS.map(([code, meaning]) => field(`${code} — ${t(meaning)}`, h('input', { name: `w-${code}`, type: 'number', min: 0, max: 10, step: 0.05, value: 0.1 })))),
     field(t('Exam page shown beside the panel'), h('input', { name: 'exam_url', type: 'url', placeholder: 'https://lms.example/quiz/1' })),
     field(t('Review threshold (score below it is flagged)'), h('input', { name: 'threshold', type: 'number', min: 0, max: 100, value: 70 })),
     field(t('Sampling period (seconds)'), h('input', { name: 'period_secs', type: 'number', min: 1, value: 10 })),
@@ -107,7 +110,8 @@ export async function templates(app) {
     const v = values(form);
     const addons = Object.fromEntries(ADDONS.map(([k]) => [k, form[`addon-${k}`].checked]));
     if (v.exam_url) addons.exam_url = v.exam_url;
-    const body = { id: v.id, name: v.name, addons, threshold: Number(v.threshold ?? 70), period_secs: Number(v.period_secs ?? 10) };
+    const weights = Object.fromEntries(METRICS.map(([code]) => [code, Number(form[`w-${code}`].value || 0)]).filter(([, w]) => w > 0));
+    const body = { id: v.id, name: v.name, addons, weights, threshold: Number(v.threshold ?? 70), period_secs: Number(v.period_secs ?? 10) };
     try {
       await post('/api/v1/templates', body);
       notice(t('Template {name} created.', { name: body.name }));

@@ -70,6 +70,11 @@ class Exam {
         h('aside', { class: 'panel', 'aria-label': t('Proctoring panel') },
           this.video, this.link, h('h2', {}, t('Warnings')), this.warnings, h('h2', {}, t('Chat')), this.chat, this.say)));
     if (examUrl) this.checks = null;
+    if (this.template?.addons?.screen) {
+      this.shareButton = h('button', { type: 'button', onclick: () => this.shareScreen() }, t('Share your entire screen'));
+      (this.checks ?? this.link).after(this.shareButton);
+    }
+    this.watchKeys();
     await this.systemCheck();
     this.connect();
     this.tick = setInterval(() => this.sample(), 500);
@@ -105,6 +110,28 @@ class Exam {
       for (const v of data) peak = Math.max(peak, Math.abs(v - 128));
       return peak / 128;
     };
+  }
+
+  async shareScreen() {
+    try {
+      this.screen = await navigator.mediaDevices.getDisplayMedia({ video: { displaySurface: 'monitor' }, audio: false });
+      const surface = this.screen.getVideoTracks()[0]?.getSettings().displaySurface;
+      if (surface && surface !== 'monitor') notice(t('Please share the entire screen, not a window or a tab.'), 'error');
+      else notice(t('Screen shared.'));
+    } catch (e) {
+      notice(t('Screen sharing was refused: {error}', { error: e.message }), 'error');
+    }
+  }
+
+  // Keystroke rhythm (k1): a paste, or more keys in half a second than a
+  // person types (over 8, i.e. 16 per second), marks that moment.
+  watchKeys() {
+    this.keys = 0;
+    this.pasted = false;
+    this.onKey = () => { this.keys += 1; };
+    this.onPaste = () => { this.pasted = true; };
+    document.addEventListener('keydown', this.onKey, true);
+    document.addEventListener('paste', this.onPaste, true);
   }
 
   connect() {
@@ -182,7 +209,16 @@ class Exam {
       b3: !document.fullscreenElement,
       c1: !video || video.readyState !== 'live' || video.muted || !video.enabled,
       m1: !this.level || this.level() < 0.01,
+      k1: this.pasted || this.keys > 8,
     };
+    this.keys = 0;
+    this.pasted = false;
+    if (this.template?.addons?.screen) {
+      const track = this.screen?.getVideoTracks()[0];
+      now.s1 = !track || track.readyState !== 'live';
+      // Chromium tells whether the desktop spans more than one display.
+      now.s2 = window.screen.isExtended === true;
+    }
     for (const [code, bad] of Object.entries(now)) this.samples.set(code, (this.samples.get(code) ?? 0) + (bad ? 1 : 0));
     this.ticks += 1;
     if (this.ticks * 500 >= (this.period ?? 10000)) {
@@ -209,6 +245,9 @@ class Exam {
   }
 
   stop() {
+    document.removeEventListener('keydown', this.onKey, true);
+    document.removeEventListener('paste', this.onPaste, true);
+    for (const track of this.screen?.getTracks() ?? []) track.stop();
     clearInterval(this.tick);
     clearInterval(this.clock);
     this.hub?.close();

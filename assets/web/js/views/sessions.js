@@ -4,6 +4,7 @@ import { t, number } from '../i18n.js';
 import { api, post } from '../api.js';
 import { h, show, field, table, when, notice, values } from '../dom.js';
 import { Hub } from '../hub.js';
+import { METRICS } from '../metrics.js';
 
 const STATUSES = ['created', 'started', 'paused', 'stopped', 'concluded'];
 
@@ -103,6 +104,7 @@ export async function detail(app, id) {
       h('section', { class: 'card' }, h('h2', {}, t('Score')), scoreBox),
       h('section', { class: 'card' }, h('h2', {}, t('Chat')), chat, say)),
     s.status === 'stopped' ? conclude : null,
+    app.me.role === 'administrator' || app.me.role === 'manager' ? accommodations(s, base, () => detail(app, id)) : null,
     h('section', {}, h('h2', {}, t('Timeline')), timeline));
 
   liveHub = new Hub(frame => {
@@ -146,6 +148,47 @@ export async function detail(app, id) {
     try {
       await post(`${base}/conclude`, { positive: conclude.positive.value === 'true', comment: conclude.comment.value });
       await detail(app, id);
+    } catch (e) {
+      notice(e.message, 'error');
+    }
+  }
+}
+
+// Per-student exemptions, each recorded with who granted it and why.
+function accommodations(s, base, reload) {
+  const kind = h('select', { name: 'kind' },
+    h('option', { value: 'extra_time' }, t('Extra time')),
+    h('option', { value: 'metric_off' }, t('A metric off')),
+    h('option', { value: 'weight' }, t('A weight changed')));
+  const form = h('form', { class: 'card', onsubmit: grant },
+    h('h2', {}, t('Accommodations')),
+    s.accommodations.length
+      ? h('ul', {}, s.accommodations.map(a => h('li', {}, `${describe(a.grant)} — ${a.reason || '—'} (${a.granted_by}, ${when(a.at)})`)))
+      : h('p', { class: 'empty' }, t('None granted.')),
+    field(t('Kind'), kind),
+    field(t('Minutes'), h('input', { name: 'minutes', type: 'number', min: 1, value: 15 })),
+    field(t('Metric'), h('select', { name: 'metric' }, METRICS.map(([code, meaning]) => h('option', { value: code }, `${code} — ${t(meaning)}`)))),
+    field(t('Weight'), h('input', { name: 'weight', type: 'number', min: 0, max: 10, step: 0.05, value: 0 })),
+    field(t('Reason'), h('input', { name: 'reason', required: true })),
+    h('button', { type: 'submit' }, t('Grant')));
+  return form;
+
+  function describe(g) {
+    if (g.kind === 'extra_time') return t('{n} minutes extra time', { n: g.minutes });
+    if (g.kind === 'metric_off') return t('{code} off', { code: g.metric });
+    return t('{code} weight {weight}', { code: g.metric, weight: g.weight });
+  }
+
+  async function grant(event) {
+    event.preventDefault();
+    const k = kind.value;
+    const g = k === 'extra_time' ? { kind: k, minutes: Number(form.minutes.value) }
+      : k === 'metric_off' ? { kind: k, metric: form.metric.value }
+        : { kind: k, metric: form.metric.value, weight: Number(form.weight.value) };
+    try {
+      await post(`${base}/accommodations`, { grant: g, reason: form.reason.value });
+      notice(t('Accommodation granted.'));
+      await reload();
     } catch (e) {
       notice(e.message, 'error');
     }
