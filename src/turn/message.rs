@@ -97,6 +97,16 @@ pub fn frame(buf: &[u8], stream: bool) -> Result<Option<(Kind, usize)>, TurnErro
     Ok((buf.len() >= total).then_some((kind, total)))
 }
 
+/// Whether the first bytes of a stream open a STUN message: two zero bits,
+/// then the magic cookie at bytes 4..8 (RFC 8489 §5). A TURN client's first
+/// message is always STUN (ChannelData needs an allocation first), and no
+/// HTTP request starts with a control byte, so this tells TURN from HTTP.
+pub fn opens_stun(first: &[u8]) -> bool {
+    first.len() >= 8
+        && first[0] >> 6 == 0
+        && first[4..8] == stun::message::MAGIC_COOKIE.to_be_bytes()
+}
+
 /// A ChannelData message: channel number and payload, borrowed from `buf`.
 /// A datagram may carry padding after the payload; a shorter one is invalid.
 pub fn channel_data(buf: &[u8]) -> Option<(u16, &[u8])> {

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod error;
 pub mod forwarded;
 pub mod metrics;
+pub mod prefixed;
 pub mod range;
 pub mod serve;
 
@@ -40,6 +41,8 @@ pub struct WebState {
     pub accounts: Arc<crate::auth::Accounts>,
     /// The live hub behind `/api/v1/ws`.
     pub hub: Arc<crate::realtime::Hub>,
+    /// Mints the TURN credentials handed to browsers.
+    pub ice: crate::turn::credentials::Minter,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in
