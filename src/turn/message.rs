@@ -19,7 +19,7 @@ pub const ATTR_USERHASH: AttrType = AttrType(0x001E);
 
 /// Comprehension-required attributes (0x0000–0x7FFF) this server understands;
 /// any other one in a request is answered with 420.
-const KNOWN_REQUIRED: &[AttrType] = &[
+pub(super) const KNOWN_REQUIRED: &[AttrType] = &[
     ATTR_MAPPED_ADDRESS,
     ATTR_USERNAME,
     ATTR_MESSAGE_INTEGRITY,

@@ -12,6 +12,9 @@ pub mod check;
 pub mod client;
 pub mod credentials;
 mod handler;
+#[cfg(test)]
+mod hot_path;
+pub mod indication;
 pub mod link;
 pub mod message;
 pub mod policy;
