@@ -178,7 +178,8 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
                 turn_port: t
                     .as_ref()
                     .map_or(config.turn_port, |t| t.local_addr().port()),
-                https_port,
+                // Behind a reverse proxy the port is plain HTTP and carries no TURN.
+                https_port: checked.resolver.is_some().then_some(https_port),
             },
         },
     );

@@ -192,12 +192,13 @@ pub struct IceServers {
 pub enum Target {
     /// The embedded relay: `host` as browsers reach it when the request does
     /// not say, the public address from `TURN_EXTERNAL_IP` if any, its TURN
-    /// port and the HTTPS port (TURN over TLS).
+    /// port and the HTTPS port (TURN over TLS; `None` behind a reverse
+    /// proxy, which terminates TLS and carries no TURN).
     Embedded {
         host: String,
         external_ip: Option<IpAddr>,
         turn_port: u16,
-        https_port: u16,
+        https_port: Option<u16>,
     },
     /// An external coturn configured with `TURN_URI` (and the same
     /// `static-auth-secret`): its URLs.
@@ -222,10 +223,11 @@ impl Minter {
         mint_at(self, None, participant, ttl, unix_now())
     }
 
-    /// Like [`Minter::mint`] for a browser that reached us as `host` (the
-    /// request's host name, without port).
-    pub fn mint_for(&self, host: &str, participant: &str, ttl: Duration) -> IceServers {
-        mint_at(self, Some(host), participant, ttl, unix_now())
+    /// Like [`Minter::mint`] for a browser that reached our HTTPS port as
+    /// `host:port` (the request's Host; behind NAT or a port forward, the
+    /// port it used may not be the one we listen on).
+    pub fn mint_for(&self, host: &str, port: u16, participant: &str, ttl: Duration) -> IceServers {
+        mint_at(self, Some((host, port)), participant, ttl, unix_now())
     }
 }
 
@@ -240,7 +242,7 @@ fn url_host(host: &str) -> String {
 
 fn mint_at(
     minter: &Minter,
-    asked: Option<&str>,
+    asked: Option<(&str, u16)>,
     participant: &str,
     ttl: Duration,
     now: u64,
@@ -262,13 +264,17 @@ fn mint_at(
             // it to match our certificate. Plain TURN goes to the public
             // address when one is configured: the name may lead to a proxy
             // that carries no UDP.
-            let name = url_host(asked.unwrap_or(host));
+            let name = url_host(asked.map_or(host, |(h, _)| h));
             let plain = external_ip.map_or_else(|| name.clone(), |ip| url_host(&ip.to_string()));
-            vec![
+            let https_port = https_port.map(|p| asked.map_or(p, |(_, p)| p));
+            let mut urls = vec![
                 format!("turn:{plain}:{turn_port}?transport=udp"),
                 format!("turn:{plain}:{turn_port}?transport=tcp"),
-                format!("turns:{name}:{https_port}?transport=tcp"),
-            ]
+            ];
+            if let Some(https_port) = https_port {
+                urls.push(format!("turns:{name}:{https_port}?transport=tcp"));
+            }
+            urls
         }
         Target::External { urls } => urls.clone(),
     };
@@ -366,7 +372,7 @@ mod tests {
                 host: "exam.example.org".into(),
                 external_ip: None,
                 turn_port: 3478,
-                https_port: 443,
+                https_port: Some(443),
             },
         );
         let s = mint_at(&m, None, "student:7", Duration::from_secs(3600), 100);
@@ -397,12 +403,12 @@ mod tests {
                 host: "10.0.0.5".into(),
                 external_ip: Some("203.0.113.7".parse().unwrap()),
                 turn_port: 3478,
-                https_port: 8443,
+                https_port: Some(8443),
             },
         );
         let s = mint_at(
             &m,
-            Some("exam.example.org"),
+            Some(("exam.example.org", 443)),
             "p",
             Duration::from_secs(60),
             0,
@@ -412,7 +418,7 @@ mod tests {
             [
                 "turn:203.0.113.7:3478?transport=udp",
                 "turn:203.0.113.7:3478?transport=tcp",
-                "turns:exam.example.org:8443?transport=tcp",
+                "turns:exam.example.org:443?transport=tcp",
             ]
         );
         let m = Minter::new(
@@ -421,11 +427,22 @@ mod tests {
                 host: "::1".into(),
                 external_ip: None,
                 turn_port: 3478,
-                https_port: 443,
+                https_port: Some(443),
             },
         );
         let s = mint_at(&m, None, "p", Duration::from_secs(60), 0);
         assert_eq!(s.ice_servers[0].urls[0], "turn:[::1]:3478?transport=udp");
+        let behind_proxy = Minter::new(
+            b"secret".to_vec(),
+            Target::Embedded {
+                host: "exam.example.org".into(),
+                external_ip: None,
+                turn_port: 3478,
+                https_port: None,
+            },
+        );
+        let s = mint_at(&behind_proxy, None, "p", Duration::from_secs(60), 0);
+        assert_eq!(s.ice_servers[0].urls.len(), 2, "no turns: behind a proxy");
     }
 
     #[test]

@@ -284,12 +284,9 @@ async fn ice_servers(
     let (s, _) = visible(&state, &ctx, &id)?;
     let now = now_secs();
     let participant = format!("{}/{}", s.id, ctx.who()?.actor());
-    let host = host_name(&ctx.host_header);
-    Ok(Json(state.ice.mint_for(
-        host,
-        &participant,
-        ice_ttl(&s, now),
-    )))
+    let (host, port) = host_and_port(&ctx.host_header);
+    let ttl = ice_ttl(&s, now);
+    Ok(Json(state.ice.mint_for(host, port, &participant, ttl)))
 }
 
 /// How long TURN credentials must last: a relay refresh after they expire
@@ -305,12 +302,16 @@ fn ice_ttl(s: &Session, now: u64) -> Duration {
     Duration::from_secs(secs)
 }
 
-/// `host[:port]` → `host`, IPv6 literals without their brackets.
-fn host_name(header: &str) -> &str {
-    match header.strip_prefix('[') {
-        Some(rest) => rest.split_once(']').map_or(rest, |(h, _)| h),
-        None => header.rsplit_once(':').map_or(header, |(h, _)| h),
-    }
+/// `host[:port]` → (`host`, port), IPv6 literals without their brackets; no
+/// port means HTTPS's 443.
+fn host_and_port(header: &str) -> (&str, u16) {
+    let (host, port) = match header.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .map_or((rest, ""), |(h, p)| (h, p.trim_start_matches(':'))),
+        None => header.rsplit_once(':').unwrap_or((header, "")),
+    };
+    (host, port.parse().unwrap_or(443))
 }
 
 async fn get_score(
@@ -419,10 +420,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_name_drops_the_port() {
-        assert_eq!(host_name("exam.example.org:8443"), "exam.example.org");
-        assert_eq!(host_name("exam.example.org"), "exam.example.org");
-        assert_eq!(host_name("[::1]:8443"), "::1");
-        assert_eq!(host_name("[::1]"), "::1");
+    fn host_and_port_of_the_host_header() {
+        assert_eq!(
+            host_and_port("exam.example.org:8443"),
+            ("exam.example.org", 8443)
+        );
+        assert_eq!(host_and_port("exam.example.org"), ("exam.example.org", 443));
+        assert_eq!(host_and_port("[::1]:8443"), ("::1", 8443));
+        assert_eq!(host_and_port("[::1]"), ("::1", 443));
     }
 }
