@@ -128,6 +128,10 @@ impl TurnMetrics {
     }
 }
 
+/// One labelled series of a counter family: label name, label value (both
+/// empty for an unlabelled counter) and the counter.
+type Series<'a> = (&'a str, &'a str, &'a AtomicU64);
+
 /// Read at each scrape straight from the counters, so that the relay's hot
 /// path touches nothing but its atomics.
 impl Collector for TurnMetrics {
@@ -140,7 +144,7 @@ impl Collector for TurnMetrics {
             None,
             gauge.metric_type(),
         )?)?;
-        let counters: [(&str, &str, &[(&str, &str, &AtomicU64)]); 5] = [
+        let counters: [(&str, &str, &[Series]); 5] = [
             (
                 "turn_allocations",
                 "TURN allocations made",
