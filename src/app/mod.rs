@@ -160,11 +160,39 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         crate::realtime::Limits::default(),
         tasks.shutdown_signal(),
     ));
+    let https_port = https.local_addr().map_err(bind_error("PORT"))?.port();
+    let ice = crate::turn::credentials::Minter::new(
+        turn_secret,
+        match (&config.turn_uri, &turn) {
+            (Some(uri), _) => crate::turn::credentials::Target::External {
+                urls: crate::turn::credentials::external_urls(uri),
+            },
+            (None, t) => crate::turn::credentials::Target::Embedded {
+                host: config.domain_name.clone().unwrap_or_else(|| {
+                    config
+                        .turn_external_ip
+                        .map_or(config.host, |(public, _)| public)
+                        .to_string()
+                }),
+                external_ip: config.turn_external_ip.map(|(public, _)| public),
+                turn_port: t
+                    .as_ref()
+                    .map_or(config.turn_port, |t| t.local_addr().port()),
+                // Behind a reverse proxy the port is plain HTTP and carries no TURN.
+                https_port: checked.resolver.is_some().then_some(https_port),
+            },
+        },
+    );
     let state = Arc::new(WebState {
         version: VERSION,
         tls_mode: checked.tls_mode,
         certificate: checked.resolver.clone(),
-        metrics: Metrics::with(VERSION, checked.tls_mode, |r| tls_metrics.register(r)),
+        metrics: Metrics::with(VERSION, checked.tls_mode, |r| {
+            tls_metrics.register(r);
+            if let Some(turn) = &turn {
+                r.register_collector(Box::new(turn.metrics()));
+            }
+        }),
         assets: Assets::new(
             config.static_dir.clone(),
             config.static_expires,
@@ -181,6 +209,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             session_key,
         )),
         hub: hub.clone(),
+        ice: ice.clone(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {
@@ -203,26 +232,6 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         let signal = tasks.shutdown_signal();
         tasks.spawn("turn-sweep", turn.clone().sweep(signal.requested()));
     }
-    let ice = crate::turn::credentials::Minter::new(
-        turn_secret,
-        match (&config.turn_uri, &turn) {
-            (Some(uri), _) => crate::turn::credentials::Target::External {
-                urls: crate::turn::credentials::external_urls(uri),
-            },
-            (None, t) => crate::turn::credentials::Target::Embedded {
-                host: config.domain_name.clone().unwrap_or_else(|| {
-                    config
-                        .turn_external_ip
-                        .map_or(config.host, |(public, _)| public)
-                        .to_string()
-                }),
-                turn_port: t
-                    .as_ref()
-                    .map_or(config.turn_port, |t| t.local_addr().port()),
-                https_port: https_addr.port(),
-            },
-        },
-    );
     match &checked.resolver {
         Some(resolver) => {
             let acceptor =

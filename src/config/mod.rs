@@ -161,6 +161,11 @@ pub struct Config {
     pub turn_max_port: u16,
     pub turn_auth_secret: Option<Secret>,
     pub turn_allowed_peers: Vec<IpNet>,
+    pub turn_max_allocations_per_user: u64,
+    pub turn_max_allocations_per_ip: u64,
+    /// Bytes per second; 0 is unlimited.
+    pub turn_bps_per_allocation: u64,
+    pub turn_total_bps: u64,
     pub log_format: LogFormat,
 }
 
@@ -537,6 +542,21 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
                 .ok()
         })
         .unwrap_or_default();
+    let turn_max_allocations_per_user = c.number("TURN_MAX_ALLOCATIONS_PER_USER", 64, 1, 1_000_000);
+    let turn_max_allocations_per_ip = c.number("TURN_MAX_ALLOCATIONS_PER_IP", 1024, 1, 1_000_000);
+    // Anything below one full-size datagram per second would relay nothing.
+    let bps = |c: &mut Checker<'_>, var: &str| {
+        let n = c.number(var, 0, 0, u64::MAX);
+        if (1..1500).contains(&n) {
+            c.error(
+                var,
+                format!("{n} is below 1500 bytes/s (one packet); 0 is unlimited"),
+            );
+        }
+        n
+    };
+    let turn_bps_per_allocation = bps(c, "TURN_BPS_PER_ALLOCATION");
+    let turn_total_bps = bps(c, "TURN_TOTAL_BPS");
     let log_format = match c.string("LOG_FORMAT", "text").to_ascii_lowercase().as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -595,6 +615,10 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         turn_max_port,
         turn_auth_secret,
         turn_allowed_peers,
+        turn_max_allocations_per_user,
+        turn_max_allocations_per_ip,
+        turn_bps_per_allocation,
+        turn_total_bps,
         log_format,
     }
 }

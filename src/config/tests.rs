@@ -202,3 +202,38 @@ fn manager_host_follows_domain_and_port() {
     assert_eq!(c.manager_host, "exam.example.org");
     assert_eq!(c.public_url(), "https://exam.example.org");
 }
+
+#[test]
+fn turn_quotas_are_read_and_validated() {
+    let c = load_env(&[
+        ("TURN_MAX_ALLOCATIONS_PER_USER", "3"),
+        ("TURN_BPS_PER_ALLOCATION", "250000"),
+    ])
+    .unwrap()
+    .config;
+    assert_eq!(c.turn_max_allocations_per_user, 3);
+    assert_eq!(c.turn_max_allocations_per_ip, 1024);
+    assert_eq!((c.turn_bps_per_allocation, c.turn_total_bps), (250_000, 0));
+    let errors = load_env(&[
+        ("TURN_MAX_ALLOCATIONS_PER_USER", "-1"),
+        ("TURN_MAX_ALLOCATIONS_PER_IP", "0"),
+        ("TURN_BPS_PER_ALLOCATION", "fast"),
+        ("TURN_TOTAL_BPS", "100"),
+    ])
+    .unwrap_err();
+    let mut vars = vars_of(&errors);
+    vars.sort_unstable();
+    assert_eq!(
+        vars,
+        [
+            "TURN_BPS_PER_ALLOCATION",
+            "TURN_MAX_ALLOCATIONS_PER_IP",
+            "TURN_MAX_ALLOCATIONS_PER_USER",
+            "TURN_TOTAL_BPS",
+        ]
+    );
+    assert!(
+        errors.to_string().contains("below 1500 bytes/s"),
+        "{errors}"
+    );
+}

@@ -294,6 +294,30 @@ pub const VARS: &[Var] = &[
     used("TURN_MIN_PORT", Some("49152"), false, "lowest relay port"),
     used("TURN_MAX_PORT", Some("65535"), false, "highest relay port"),
     used(
+        "TURN_MAX_ALLOCATIONS_PER_USER",
+        Some("64"),
+        false,
+        "relay allocations one TURN username may hold at once",
+    ),
+    used(
+        "TURN_MAX_ALLOCATIONS_PER_IP",
+        Some("1024"),
+        false,
+        "relay allocations one client address may hold at once (a school's NAT puts many students behind one)",
+    ),
+    used(
+        "TURN_BPS_PER_ALLOCATION",
+        Some("0"),
+        false,
+        "bytes per second one allocation may relay, both directions together (coturn's max-bps); 0: unlimited",
+    ),
+    used(
+        "TURN_TOTAL_BPS",
+        Some("0"),
+        false,
+        "bytes per second the whole relay may relay (coturn's bps-capacity); 0: unlimited",
+    ),
+    used(
         "LOG_FORMAT",
         Some("text"),
         false,

@@ -1,7 +1,8 @@
-//! A small TURN client over UDP: what `invigil turn-check` and the tests use
-//! to talk to a TURN server (ours or another one).
+//! A small TURN client over UDP or a stream (TCP, TLS): what `invigil
+//! turn-check` and the tests use to talk to a TURN server (ours or another).
 
 use super::TurnError;
+use super::link::{Link, Stream};
 use super::message::{self as msg, Integrity};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub enum Relayed {
 
 /// One client 5-tuple with long-term credentials.
 pub struct Client {
-    sock: UdpSocket,
+    sock: Link,
     server: SocketAddr,
     username: String,
     password: String,
@@ -51,7 +52,22 @@ impl Client {
         };
         let sock = UdpSocket::bind(local).await?;
         sock.connect(server).await?;
-        Ok(Self {
+        Ok(Self::with(Link::Udp(sock), server, username, password))
+    }
+
+    /// A client over an established stream to `server` (TCP, or TLS whose
+    /// handshake is done).
+    pub fn over_stream(
+        stream: impl Stream + 'static,
+        server: SocketAddr,
+        username: &str,
+        password: &str,
+    ) -> Self {
+        Self::with(Link::stream(stream), server, username, password)
+    }
+
+    fn with(sock: Link, server: SocketAddr, username: &str, password: &str) -> Self {
+        Self {
             sock,
             server,
             username: username.to_string(),
@@ -59,11 +75,14 @@ impl Client {
             realm: None,
             nonce: None,
             rto: Duration::from_millis(500),
-        })
+        }
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, TurnError> {
-        Ok(self.sock.local_addr()?)
+        match &self.sock {
+            Link::Udp(s) => Ok(s.local_addr()?),
+            Link::Stream { .. } => Err(TurnError::Invalid("a stream client".into())),
+        }
     }
 
     /// Sends raw bytes to the server (tests use it for malformed input).
@@ -231,9 +250,13 @@ impl Client {
     }
 
     pub async fn send_channel(&self, channel: u16, data: &[u8]) -> Result<(), TurnError> {
-        let mut out = Vec::with_capacity(4 + data.len());
+        let mut out = Vec::with_capacity(4 + data.len() + 3);
         out.extend_from_slice(&msg::channel_header(channel, data.len()));
         out.extend_from_slice(data);
+        if self.sock.is_stream() {
+            // Streams pad ChannelData to 4 bytes (RFC 8656 §12.5).
+            out.resize(out.len().div_ceil(4) * 4, 0);
+        }
         self.sock.send(&out).await?;
         Ok(())
     }

@@ -183,17 +183,22 @@ pub struct IceServers {
     pub ice_servers: Vec<IceServer>,
     /// Unix seconds.
     pub expires: u64,
+    /// Seconds the credentials stay valid from now.
+    pub ttl: u64,
 }
 
 /// Where the browsers' TURN server is.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// The embedded relay: `host` as browsers reach it, its TURN port and
-    /// the HTTPS port (TURN over TLS).
+    /// The embedded relay: `host` as browsers reach it when the request does
+    /// not say, the public address from `TURN_EXTERNAL_IP` if any, its TURN
+    /// port and the HTTPS port (TURN over TLS; `None` behind a reverse
+    /// proxy, which terminates TLS and carries no TURN).
     Embedded {
         host: String,
+        external_ip: Option<IpAddr>,
         turn_port: u16,
-        https_port: u16,
+        https_port: Option<u16>,
     },
     /// An external coturn configured with `TURN_URI` (and the same
     /// `static-auth-secret`): its URLs.
@@ -212,13 +217,36 @@ impl Minter {
         Self { secret, target }
     }
 
-    /// The ICE server list for `participant`, valid for `ttl`.
+    /// The ICE server list for `participant`, valid for `ttl`, naming the
+    /// embedded relay by its default host.
     pub fn mint(&self, participant: &str, ttl: Duration) -> IceServers {
-        mint_at(self, participant, ttl, unix_now())
+        mint_at(self, None, participant, ttl, unix_now())
+    }
+
+    /// Like [`Minter::mint`] for a browser that reached our HTTPS port as
+    /// `host:port` (the request's Host; behind NAT or a port forward, the
+    /// port it used may not be the one we listen on).
+    pub fn mint_for(&self, host: &str, port: u16, participant: &str, ttl: Duration) -> IceServers {
+        mint_at(self, Some((host, port)), participant, ttl, unix_now())
     }
 }
 
-fn mint_at(minter: &Minter, participant: &str, ttl: Duration, now: u64) -> IceServers {
+/// `host` as it goes into a URL: IPv6 literals in brackets.
+fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+fn mint_at(
+    minter: &Minter,
+    asked: Option<(&str, u16)>,
+    participant: &str,
+    ttl: Duration,
+    now: u64,
+) -> IceServers {
     let expires = now + ttl.as_secs().max(1);
     // A ':' in the participant would shift what coturn reads as the expiry
     // field; other characters are kept as they are.
@@ -228,19 +256,25 @@ fn mint_at(minter: &Minter, participant: &str, ttl: Duration, now: u64) -> IceSe
     let urls = match &minter.target {
         Target::Embedded {
             host,
+            external_ip,
             turn_port,
             https_port,
         } => {
-            let host = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]")
-            } else {
-                host.clone()
-            };
-            vec![
-                format!("turn:{host}:{turn_port}?transport=udp"),
-                format!("turn:{host}:{turn_port}?transport=tcp"),
-                format!("turns:{host}:{https_port}?transport=tcp"),
-            ]
+            // The name the browser used reaches us through its NAT; TLS needs
+            // it to match our certificate. Plain TURN goes to the public
+            // address when one is configured: the name may lead to a proxy
+            // that carries no UDP.
+            let name = url_host(asked.map_or(host, |(h, _)| h));
+            let plain = external_ip.map_or_else(|| name.clone(), |ip| url_host(&ip.to_string()));
+            let https_port = https_port.map(|p| asked.map_or(p, |(_, p)| p));
+            let mut urls = vec![
+                format!("turn:{plain}:{turn_port}?transport=udp"),
+                format!("turn:{plain}:{turn_port}?transport=tcp"),
+            ];
+            if let Some(https_port) = https_port {
+                urls.push(format!("turns:{name}:{https_port}?transport=tcp"));
+            }
+            urls
         }
         Target::External { urls } => urls.clone(),
     };
@@ -251,6 +285,7 @@ fn mint_at(minter: &Minter, participant: &str, ttl: Duration, now: u64) -> IceSe
             credential,
         }],
         expires,
+        ttl: expires - now,
     }
 }
 
@@ -335,12 +370,13 @@ mod tests {
             b"secret".to_vec(),
             Target::Embedded {
                 host: "exam.example.org".into(),
+                external_ip: None,
                 turn_port: 3478,
-                https_port: 443,
+                https_port: Some(443),
             },
         );
-        let s = mint_at(&m, "student:7", Duration::from_secs(3600), 100);
-        assert_eq!(s.expires, 3700);
+        let s = mint_at(&m, None, "student:7", Duration::from_secs(3600), 100);
+        assert_eq!((s.expires, s.ttl), (3700, 3600));
         let server = &s.ice_servers[0];
         assert_eq!(server.username, "3700:student_7");
         assert_eq!(
@@ -357,6 +393,56 @@ mod tests {
         );
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["iceServers"][0]["username"], "3700:student_7");
+    }
+
+    #[test]
+    fn mint_names_the_asked_host_and_the_public_address() {
+        let m = Minter::new(
+            b"secret".to_vec(),
+            Target::Embedded {
+                host: "10.0.0.5".into(),
+                external_ip: Some("203.0.113.7".parse().unwrap()),
+                turn_port: 3478,
+                https_port: Some(8443),
+            },
+        );
+        let s = mint_at(
+            &m,
+            Some(("exam.example.org", 443)),
+            "p",
+            Duration::from_secs(60),
+            0,
+        );
+        assert_eq!(
+            s.ice_servers[0].urls,
+            [
+                "turn:203.0.113.7:3478?transport=udp",
+                "turn:203.0.113.7:3478?transport=tcp",
+                "turns:exam.example.org:443?transport=tcp",
+            ]
+        );
+        let m = Minter::new(
+            b"secret".to_vec(),
+            Target::Embedded {
+                host: "::1".into(),
+                external_ip: None,
+                turn_port: 3478,
+                https_port: Some(443),
+            },
+        );
+        let s = mint_at(&m, None, "p", Duration::from_secs(60), 0);
+        assert_eq!(s.ice_servers[0].urls[0], "turn:[::1]:3478?transport=udp");
+        let behind_proxy = Minter::new(
+            b"secret".to_vec(),
+            Target::Embedded {
+                host: "exam.example.org".into(),
+                external_ip: None,
+                turn_port: 3478,
+                https_port: None,
+            },
+        );
+        let s = mint_at(&behind_proxy, None, "p", Duration::from_secs(60), 0);
+        assert_eq!(s.ice_servers[0].urls.len(), 2, "no turns: behind a proxy");
     }
 
     #[test]

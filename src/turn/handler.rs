@@ -31,6 +31,12 @@ struct Authed {
 
 /// Handles one STUN message; returns the answer to send, if any.
 pub async fn handle(sh: &Arc<Shared>, raw: &[u8], from: &Origin<'_>) -> Option<Vec<u8>> {
+    // Send indications first, read in place: the data path of clients
+    // without channels.
+    if let Some((peer, data)) = super::indication::read_send(raw) {
+        relay_send(sh, from, peer, data).await;
+        return None;
+    }
     let Ok(m) = msg::parse(raw) else {
         TurnMetrics::add(&sh.metrics.dropped, 1);
         return None;
@@ -332,13 +338,17 @@ fn channel_bind(sh: &Shared, m: &Message, a: &Arc<Allocation>) -> Result<Message
 }
 
 async fn send_indication(sh: &Arc<Shared>, m: &Message, from: &Origin<'_>) {
-    let Some(a) = sh.table.get(&from.key) else {
-        return;
-    };
-    let (Some(peer), Some(data)) = (
+    if let (Some(peer), Some(data)) = (
         msg::attr(m, ATTR_XOR_PEER_ADDRESS).and_then(|v| msg::xor_addr(v, &m.transaction_id.0)),
         msg::attr(m, ATTR_DATA),
-    ) else {
+    ) {
+        relay_send(sh, from, peer, data).await;
+    }
+}
+
+/// Data from a Send indication to `peer`, if the allocation permits it.
+async fn relay_send(sh: &Arc<Shared>, from: &Origin<'_>, peer: SocketAddr, data: &[u8]) {
+    let Some(a) = sh.table.get(&from.key) else {
         return;
     };
     let allowed = a.lock().permitted(peer.ip(), Instant::now());

@@ -19,7 +19,7 @@ pub const ATTR_USERHASH: AttrType = AttrType(0x001E);
 
 /// Comprehension-required attributes (0x0000–0x7FFF) this server understands;
 /// any other one in a request is answered with 420.
-const KNOWN_REQUIRED: &[AttrType] = &[
+pub(super) const KNOWN_REQUIRED: &[AttrType] = &[
     ATTR_MAPPED_ADDRESS,
     ATTR_USERNAME,
     ATTR_MESSAGE_INTEGRITY,
@@ -95,6 +95,16 @@ pub fn frame(buf: &[u8], stream: bool) -> Result<Option<(Kind, usize)>, TurnErro
         }
     };
     Ok((buf.len() >= total).then_some((kind, total)))
+}
+
+/// Whether the first bytes of a stream open a STUN message: two zero bits,
+/// then the magic cookie at bytes 4..8 (RFC 8489 §5). A TURN client's first
+/// message is always STUN (ChannelData needs an allocation first), and no
+/// HTTP request starts with a control byte, so this tells TURN from HTTP.
+pub fn opens_stun(first: &[u8]) -> bool {
+    first.len() >= 8
+        && first[0] >> 6 == 0
+        && first[4..8] == stun::message::MAGIC_COOKIE.to_be_bytes()
 }
 
 /// A ChannelData message: channel number and payload, borrowed from `buf`.

@@ -12,6 +12,10 @@ pub mod check;
 pub mod client;
 pub mod credentials;
 mod handler;
+#[cfg(test)]
+mod hot_path;
+pub mod indication;
+pub mod link;
 pub mod message;
 pub mod policy;
 pub mod quota;
@@ -120,7 +124,15 @@ impl Settings {
             secret,
             allowed_peers: config.turn_allowed_peers.clone(),
             timings: Timings::default(),
-            quotas: quota::Quotas::default(),
+            quotas: quota::Quotas {
+                allocations_per_user: usize::try_from(config.turn_max_allocations_per_user)
+                    .unwrap_or(usize::MAX),
+                allocations_per_ip: usize::try_from(config.turn_max_allocations_per_ip)
+                    .unwrap_or(usize::MAX),
+                allocation_bps: config.turn_bps_per_allocation,
+                total_bps: config.turn_total_bps,
+                ..quota::Quotas::default()
+            },
         }
     }
 }

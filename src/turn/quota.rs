@@ -1,6 +1,11 @@
 //! Quotas (allocations per user and per client address, bandwidth per
 //! allocation and in total, rate of 401 answers) and the relay's counters.
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -123,6 +128,79 @@ impl TurnMetrics {
     }
 }
 
+/// One labelled series of a counter family: label name, label value (both
+/// empty for an unlabelled counter) and the counter.
+type Series<'a> = (&'a str, &'a str, &'a AtomicU64);
+
+/// Read at each scrape straight from the counters, so that the relay's hot
+/// path touches nothing but its atomics.
+impl Collector for TurnMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let get = Self::get;
+        let gauge = ConstGauge::new(self.allocations_active.load(Ordering::Relaxed));
+        gauge.encode(encoder.encode_descriptor(
+            "turn_allocations_active",
+            "TURN allocations now open",
+            None,
+            gauge.metric_type(),
+        )?)?;
+        let counters: [(&str, &str, &[Series]); 5] = [
+            (
+                "turn_allocations",
+                "TURN allocations made",
+                &[("", "", &self.allocations_total)],
+            ),
+            (
+                "turn_relayed_bytes",
+                "Bytes relayed, by direction (to peers, to clients)",
+                &[
+                    ("direction", "to_peers", &self.bytes_to_peers),
+                    ("direction", "to_clients", &self.bytes_to_clients),
+                ],
+            ),
+            (
+                "turn_relayed_packets",
+                "Packets relayed, by direction (to peers, to clients)",
+                &[
+                    ("direction", "to_peers", &self.packets_to_peers),
+                    ("direction", "to_clients", &self.packets_to_clients),
+                ],
+            ),
+            (
+                "turn_denials",
+                "Requests and packets refused, by reason: the relay policy (403, never sent) or a quota (486, bandwidth)",
+                &[
+                    ("reason", "policy", &self.policy_denials),
+                    ("reason", "quota", &self.quota_denials),
+                ],
+            ),
+            (
+                "turn_unauthorized",
+                "TURN requests answered 401 (missing or wrong credentials)",
+                &[("", "", &self.unauthorized)],
+            ),
+        ];
+        for (name, help, series) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (key, value, counter) in series {
+                let c = ConstCounter::new(get(counter));
+                if key.is_empty() {
+                    c.encode(family)?;
+                    break;
+                }
+                c.encode(family.encode_family(&[(*key, *value)])?)?;
+            }
+        }
+        let dropped = ConstCounter::new(get(&self.dropped));
+        dropped.encode(encoder.encode_descriptor(
+            "turn_dropped",
+            "STUN/TURN messages dropped unanswered (malformed, 401 storms)",
+            None,
+            MetricType::Counter,
+        )?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +214,31 @@ mod tests {
         assert!(b.take(600, t0 + Duration::from_millis(300)));
         let mut free = Bucket::new(0);
         assert!(free.take(usize::MAX, t0));
+    }
+
+    #[test]
+    fn counters_are_exported_in_text_format() {
+        let m = std::sync::Arc::new(TurnMetrics::default());
+        m.allocations_active.store(2, Ordering::Relaxed);
+        TurnMetrics::add(&m.bytes_to_peers, 1200);
+        TurnMetrics::add(&m.policy_denials, 3);
+        TurnMetrics::add(&m.unauthorized, 1);
+        let mut r = prometheus_client::registry::Registry::with_prefix("invigil");
+        r.register_collector(Box::new(m));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+        for line in [
+            "invigil_turn_allocations_active 2",
+            "invigil_turn_allocations_total 0",
+            "invigil_turn_relayed_bytes_total{direction=\"to_peers\"} 1200",
+            "invigil_turn_relayed_bytes_total{direction=\"to_clients\"} 0",
+            "invigil_turn_denials_total{reason=\"policy\"} 3",
+            "invigil_turn_denials_total{reason=\"quota\"} 0",
+            "invigil_turn_unauthorized_total 1",
+            "invigil_turn_dropped_total 0",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use super::allocation::{Allocation, ClientKey, Sink, StreamWriter, Table};
 use super::credentials::Authenticator;
 use super::handler::{self, Origin};
+use super::indication;
 use super::message::{self as msg, Kind};
 use super::policy::{Denied, PeerPolicy};
 use super::quota::{Bucket, StormGuard, TurnMetrics};
@@ -15,8 +16,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
-use stun::message::{CLASS_INDICATION, METHOD_DATA, Message, MessageType};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -374,15 +373,16 @@ async fn channel_data(sh: &Shared, a: &Allocation, data: &[u8]) {
 }
 
 /// Reads the relay socket of one allocation and forwards what permitted
-/// peers send: as ChannelData when a channel is bound (header written in
-/// front of the payload in place), else as a Data indication.
+/// peers send: as ChannelData when a channel is bound, else as a Data
+/// indication; either head is written in place in front of the payload, so
+/// nothing is allocated or copied per packet.
 pub async fn relay_loop(sh: Arc<Shared>, a: Arc<Allocation>) {
     let stream = a.sink.is_stream();
-    // 4 bytes in front for the ChannelData header, 3 behind for padding.
-    let mut buf = vec![0u8; 4 + MAX_DATAGRAM + 3];
-    let mut indication = Message::new();
+    // Room in front for the longest head, 3 bytes behind for padding.
+    const AT: usize = indication::HEADROOM;
+    let mut buf = vec![0u8; AT + MAX_DATAGRAM + 3];
     loop {
-        let Ok((n, from)) = a.relay.recv_from(&mut buf[4..4 + MAX_DATAGRAM]).await else {
+        let Ok((n, from)) = a.relay.recv_from(&mut buf[AT..AT + MAX_DATAGRAM]).await else {
             continue;
         };
         let now = Instant::now();
@@ -396,30 +396,24 @@ pub async fn relay_loop(sh: Arc<Shared>, a: Arc<Allocation>) {
         if !sh.charge(&a, n) {
             continue;
         }
-        let sent = match channel {
+        let padded = AT + n.div_ceil(4) * 4;
+        buf[AT + n..padded].fill(0);
+        let frame = match channel {
             Some(ch) => {
-                buf[..4].copy_from_slice(&msg::channel_header(ch, n));
-                let mut end = 4 + n;
-                if stream {
-                    let pad = (4 - n % 4) % 4;
-                    buf[end..end + pad].fill(0);
-                    end += pad;
-                }
-                a.sink.send(&buf[..end]).await
+                buf[AT - 4..AT].copy_from_slice(&msg::channel_header(ch, n));
+                // Only streams pad ChannelData (RFC 8656 §12.5).
+                &buf[AT - 4..if stream { padded } else { AT + n }]
             }
             None => {
-                indication.typ = MessageType::new(METHOD_DATA, CLASS_INDICATION);
-                indication.transaction_id = stun::agent::TransactionId::new();
-                indication.reset();
-                indication.write_header();
-                if msg::add_xor_addr(&mut indication, ATTR_XOR_PEER_ADDRESS, from).is_err() {
+                let start = AT - indication::data_head_len(from);
+                let tid = stun::agent::TransactionId::new().0;
+                if indication::write_data_head(&mut buf[start..AT], tid, from, n).is_none() {
                     continue;
                 }
-                indication.add(ATTR_DATA, &buf[4..4 + n]);
-                a.sink.send(&indication.raw).await
+                &buf[start..padded]
             }
         };
-        match sent {
+        match a.sink.send(frame).await {
             Ok(()) => {
                 TurnMetrics::add(&sh.metrics.bytes_to_clients, n as u64);
                 TurnMetrics::add(&sh.metrics.packets_to_clients, 1);

@@ -6,6 +6,7 @@ pub mod error;
 pub mod forwarded;
 pub mod headers;
 pub mod metrics;
+pub mod prefixed;
 pub mod range;
 pub mod serve;
 
@@ -41,6 +42,8 @@ pub struct WebState {
     pub accounts: Arc<crate::auth::Accounts>,
     /// The live hub behind `/api/v1/ws`.
     pub hub: Arc<crate::realtime::Hub>,
+    /// Mints the TURN credentials handed to browsers.
+    pub ice: crate::turn::credentials::Minter,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

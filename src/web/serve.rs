@@ -4,6 +4,7 @@
 
 use super::PeerAddr;
 use super::forwarded::TrustedProxies;
+use super::prefixed::{Prefixed, read_up_to};
 use crate::tls::acme::Http01Tokens;
 use crate::turn::server::TurnServer;
 use axum::Router;
@@ -156,13 +157,31 @@ pub async fn serve_https(
                 if crate::tls::is_acme_challenge(alpn) {
                     return;
                 }
+                let Some(turn) = &turn else {
+                    serve_router(tls, builder, router, peer, proxies, "https", watcher).await;
+                    return;
+                };
                 // TURN over TLS (RFC 7443 ALPN `stun.turn`).
-                if let Some(turn) = &turn
-                    && alpn == Some(crate::tls::TURN_ALPN)
-                {
+                if alpn == Some(crate::tls::TURN_ALPN) {
                     turn.clone().serve_stream(tls, peer).await;
                     return;
                 }
+                if alpn.is_some() {
+                    serve_router(tls, builder, router, peer, proxies, "https", watcher).await;
+                    return;
+                }
+                // No ALPN: the first decrypted bytes tell TURN from HTTP.
+                let mut tls = tls;
+                let first =
+                    match tokio::time::timeout(limits.timeout, read_up_to(&mut tls, 8)).await {
+                        Ok(Ok(first)) => first,
+                        _ => return,
+                    };
+                if crate::turn::message::opens_stun(&first) {
+                    turn.clone().serve_stream_with(tls, peer, &first).await;
+                    return;
+                }
+                let tls = Prefixed::new(first, tls);
                 serve_router(tls, builder, router, peer, proxies, "https", watcher).await;
             }
         },

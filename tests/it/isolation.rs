@@ -50,6 +50,7 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("GET", "/api/v1/sessions/{id}"), "signed"),
         (("GET", "/api/v1/sessions/{id}/template"), "signed"),
         (("POST", "/api/v1/sessions/{id}/periods"), "signed"),
+        (("GET", "/api/v1/sessions/{id}/ice"), "signed"),
         (("GET", "/api/v1/sessions/{id}/score"), "staff"),
         (("GET", "/api/v1/sessions/{id}/protocol"), "staff"),
         (("POST", "/api/v1/sessions/{id}/accommodations"), "admin"),

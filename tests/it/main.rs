@@ -6,6 +6,7 @@ mod certs;
 mod daemon;
 mod harness;
 mod hub;
+mod ice;
 mod isolation;
 mod objects;
 mod openapi;

@@ -612,3 +612,71 @@ async fn external_turn_uri_keeps_the_listener_off() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn turn_over_tls_relays_with_and_without_alpn() {
+    let d = Daemon::start(&[
+        ("TURN_PORT", "0"),
+        ("TURN_USER", "bench:benchpass"),
+        ("TURN_MIN_PORT", "45000"),
+        ("TURN_MAX_PORT", "45999"),
+    ])
+    .await;
+    let turn = d.running.turn.as_ref().unwrap().local_addr();
+    let mut peer = Client::new(turn, USER, PASS).await.unwrap();
+    let (peer_relay, _, _) = peer.allocate().await.unwrap();
+    for alpn in [&[&b"stun.turn"[..]][..], &[]] {
+        let tls = tls_connect(&d, alpn).await;
+        let mut c = Client::over_stream(tls, d.running.https_addr, USER, PASS);
+        let (relay, _, _) = c.allocate().await.unwrap();
+        peer.create_permission(relay).await.unwrap();
+        c.channel_bind(0x4001, peer_relay).await.unwrap();
+        // 7 bytes: the stream's ChannelData padding is exercised too.
+        c.send_channel(0x4001, b"via tls").await.unwrap();
+        assert_eq!(
+            peer.recv_relayed(WAIT).await.unwrap(),
+            Relayed::Data(relay, b"via tls".to_vec())
+        );
+        peer.send_indication(relay, b"back").await.unwrap();
+        assert_eq!(
+            c.recv_relayed(WAIT).await.unwrap(),
+            Relayed::Channel(0x4001, b"back".to_vec())
+        );
+        assert_eq!(c.refresh(0).await.unwrap(), 0);
+    }
+    // HTTP without ALPN is still HTTP, its first bytes intact.
+    let mut tls = tls_connect(&d, &[]).await;
+    tls.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(WAIT, tls.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The relay's counters are on /metrics.
+    let text = d
+        .client
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} in {text}"))
+    };
+    assert_eq!(value("invigil_turn_allocations_active"), 1);
+    assert_eq!(value("invigil_turn_allocations_total"), 3);
+    assert!(value("invigil_turn_relayed_packets_total{direction=\"to_peers\"}") >= 2);
+    assert!(value("invigil_turn_relayed_packets_total{direction=\"to_clients\"}") >= 2);
+    assert!(value("invigil_turn_relayed_bytes_total{direction=\"to_peers\"}") >= 14);
+    assert!(value("invigil_turn_unauthorized_total") >= 3);
+    assert_eq!(value("invigil_turn_denials_total{reason=\"policy\"}"), 0);
+    d.stop().await;
+}

@@ -10,6 +10,7 @@ use crate::proctoring::metrics::{Metric, Score};
 use crate::proctoring::protocol::{self, Kind};
 use crate::proctoring::sessions::{self, Action, NewSession, Session};
 use crate::proctoring::templates::{self, Template, TemplateInput};
+use crate::turn::credentials::IceServers;
 use crate::web::WebState;
 use crate::web::error::ApiError;
 use axum::Json;
@@ -19,6 +20,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(super) fn routes() -> Vec<Route> {
     use Access::{HostAdmin, Signed, Staff};
@@ -66,6 +68,12 @@ pub(super) fn routes() -> Vec<Route> {
             post(add_period),
         )
         .body::<PeriodBody>(),
+        route(
+            Method::GET,
+            "/api/v1/sessions/{id}/ice",
+            Signed,
+            get(ice_servers),
+        ),
         route(
             Method::GET,
             "/api/v1/sessions/{id}/score",
@@ -291,6 +299,46 @@ async fn add_period(
     Ok(Json(updated))
 }
 
+/// The `RTCIceServer` list for the caller's browser in this session, with
+/// TURN credentials of its own that last until the session can end.
+async fn ice_servers(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Result<Json<IceServers>, ApiError> {
+    let (s, _) = visible(&state, &ctx, &id)?;
+    let now = now_secs();
+    let participant = format!("{}/{}", s.id, ctx.who()?.actor());
+    let (host, port) = host_and_port(&ctx.host_header);
+    let ttl = ice_ttl(&s, now);
+    Ok(Json(state.ice.mint_for(host, port, &participant, ttl)))
+}
+
+/// How long TURN credentials must last: a relay refresh after they expire
+/// is refused, so they cover the session's end (plus a margin), or a long
+/// exam day when the session has no end.
+fn ice_ttl(s: &Session, now: u64) -> Duration {
+    const MARGIN: u64 = 30 * 60;
+    const DAY: u64 = 12 * 3600;
+    let secs = s
+        .ends_at()
+        .map_or(DAY, |end| end.saturating_sub(now) + MARGIN)
+        .clamp(MARGIN, 2 * DAY);
+    Duration::from_secs(secs)
+}
+
+/// `host[:port]` → (`host`, port), IPv6 literals without their brackets; no
+/// port means HTTPS's 443.
+fn host_and_port(header: &str) -> (&str, u16) {
+    let (host, port) = match header.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .map_or((rest, ""), |(h, p)| (h, p.trim_start_matches(':'))),
+        None => header.rsplit_once(':').unwrap_or((header, "")),
+    };
+    (host, port.parse().unwrap_or(443))
+}
+
 async fn get_score(
     State(state): State<Arc<WebState>>,
     Extension(ctx): Extension<Ctx>,
@@ -413,4 +461,20 @@ async fn create_session(
         now_secs(),
     )?;
     Ok((StatusCode::CREATED, Json(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_of_the_host_header() {
+        assert_eq!(
+            host_and_port("exam.example.org:8443"),
+            ("exam.example.org", 8443)
+        );
+        assert_eq!(host_and_port("exam.example.org"), ("exam.example.org", 443));
+        assert_eq!(host_and_port("[::1]:8443"), ("::1", 8443));
+        assert_eq!(host_and_port("[::1]"), ("::1", 443));
+    }
 }
