@@ -2,6 +2,7 @@
 //! checked before a socket opens, opens the store and object storage, binds the
 //! listeners, and owns the shutdown signal and the named background tasks.
 
+pub mod admin;
 pub mod datadir;
 mod preflight;
 pub use preflight::check;
@@ -55,6 +56,8 @@ pub enum AppError {
     Secrets(String),
     #[error("TURN_PORT: {0}")]
     Turn(#[from] crate::turn::TurnError),
+    #[error("{0}")]
+    AdminSocket(String),
     #[error("cannot stop overdue sessions: {0}")]
     Proctoring(#[from] crate::proctoring::ProctoringError),
 }
@@ -290,6 +293,26 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
     let signal = tasks.shutdown_signal();
     tasks.spawn("hub-heartbeats", hub.clone().run_heartbeats(signal));
+    let admin_socket = admin::bind(&config.data_dir).map_err(|e| {
+        AppError::AdminSocket(format!(
+            "cannot open {}: {e}",
+            config.data_dir.join(admin::SOCKET).display()
+        ))
+    })?;
+    let signal = tasks.shutdown_signal();
+    tasks.spawn(
+        "admin-socket",
+        admin::serve(
+            admin_socket,
+            store.clone(),
+            config.data_dir.clone(),
+            signal.requested(),
+        ),
+    );
+    if let Some(interval) = watchdog_interval() {
+        let signal = tasks.shutdown_signal();
+        tasks.spawn("watchdog", watchdog(interval, signal));
+    }
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,
@@ -403,6 +426,32 @@ async fn session_timer(
         };
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = &mut stop => return,
+        }
+    }
+}
+
+/// Half of systemd's `WATCHDOG_USEC` when the unit has `WatchdogSec`.
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Some(Duration::from_micros(usec / 2))
+    } else {
+        None
+    }
+}
+
+/// Pings systemd's watchdog while the runtime is alive: a wedged runtime
+/// stops the pings and systemd restarts the service.
+async fn watchdog(interval: Duration, signal: tasks::Shutdown) {
+    let stop = signal.requested();
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
             () = &mut stop => return,
         }
     }

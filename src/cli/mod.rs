@@ -1,6 +1,7 @@
 //! Command line: subcommands, logging set-up, signals and exit codes
 //! (0 ok, 1 failure while running, 2 bad configuration or usage).
 
+mod backup;
 mod banner;
 mod ca;
 mod recognize;
@@ -60,6 +61,42 @@ enum Command {
     /// The exam centre's own certificate authority.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Back up the database, keys and objects into a directory or an S3
+    /// bucket, also while invigil runs; `backup verify` rechecks backups.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        /// A directory, or an S3 URI in MINIO_URI's form.
+        #[arg(long, value_name = "DIR|URI", required = true)]
+        to: Option<String>,
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+    },
+    /// Restore a backup into an empty data directory.
+    Restore {
+        /// The directory or S3 URI the backups were written to.
+        #[arg(long, value_name = "DIR|URI")]
+        from: String,
+        /// Which backup (its name, e.g. 20261204T190600Z); default: the newest.
+        #[arg(long)]
+        stamp: Option<String>,
+        /// The new data directory (must be empty or missing).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Recheck every hash of every backup (or one) and every chain in them;
+    /// exits 1 naming the first fault.
+    Verify {
+        /// The directory or S3 URI the backups were written to.
+        #[arg(long, value_name = "DIR|URI")]
+        from: String,
+        /// Only this backup.
+        #[arg(long)]
+        stamp: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +212,22 @@ pub fn main() -> ExitCode {
                 },
         } => recognize::bench(&files, frames, threads.unwrap_or_else(cpus)),
         Command::Ca(command) => ca::ca(cli.env_file, command),
+        Command::Backup {
+            command: Some(BackupCommand::Verify { from, stamp }),
+            ..
+        } => backup::verify(&from, stamp.as_deref()),
+        Command::Backup { to, command: None } => match load(cli.env_file) {
+            Ok(l) => backup::take(l.config, to.as_deref().unwrap_or_default()),
+            Err(code) => code,
+        },
+        Command::Restore {
+            from,
+            stamp,
+            data_dir,
+        } => match load(cli.env_file) {
+            Ok(l) => backup::restore(l.config, &from, stamp.as_deref(), &data_dir),
+            Err(code) => code,
+        },
     }
 }
 

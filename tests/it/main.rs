@@ -1,6 +1,7 @@
 //! All integration tests of invigil, in one test binary.
 
 mod accounts;
+mod backup;
 mod blackbox;
 mod certs;
 mod daemon;
