@@ -24,7 +24,7 @@ pub enum Request {
     /// Record a finished backup as the last one.
     Recorded {
         target: String,
-        manifest: crate::backup::Manifest,
+        manifest: Box<crate::backup::Manifest>,
     },
     /// The schema version and the last backup.
     Status,

@@ -58,6 +58,8 @@ pub enum AppError {
     Turn(#[from] crate::turn::TurnError),
     #[error("{0}")]
     AdminSocket(String),
+    #[error("cannot back up before upgrading the database: {0}")]
+    UpgradeBackup(#[from] crate::backup::BackupError),
     #[error("cannot stop overdue sessions: {0}")]
     Proctoring(#[from] crate::proctoring::ProctoringError),
 }
@@ -111,6 +113,14 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     }
 
     let db_path = config.data_dir.join("invigil.redb");
+    if let Some(dir) =
+        crate::backup::before_upgrade(&db_path, &config.data_dir, crate::store::MIGRATIONS).await?
+    {
+        tracing::info!(
+            "backed up the database before upgrading it, into {}",
+            dir.display()
+        );
+    }
     let store = crate::store::open(&db_path, crate::store::MIGRATIONS)?;
     let objects = match &config.minio_uri {
         Some(uri) => Objects::from_minio_uri(uri.expose())?,

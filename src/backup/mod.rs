@@ -18,12 +18,14 @@ mod manifest;
 mod restore;
 mod snapshot;
 mod take;
+mod upgrade;
 mod verify;
 
 pub use manifest::{Entry, FORMAT, Index, IndexedObject, Manifest};
 pub use restore::restore;
 pub use snapshot::{copy_store, snapshot_to_file};
 pub use take::{DATA_FILES, Options, Source, stamp_of, take};
+pub use upgrade::before_upgrade;
 pub use verify::{Report, verify};
 
 use crate::objects::{Objects, ObjectsError};

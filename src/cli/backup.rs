@@ -77,7 +77,7 @@ pub fn take(config: Config, to: &str) -> ExitCode {
                     &data_dir,
                     &admin::Request::Recorded {
                         target: target.name.clone(),
-                        manifest: manifest.clone(),
+                        manifest: Box::new(manifest.clone()),
                     },
                 )
                 .await

@@ -14,3 +14,4 @@ mod recognize;
 mod rest;
 mod sessions;
 mod turn;
+mod upgrade;
