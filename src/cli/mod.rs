@@ -4,6 +4,7 @@
 mod backup;
 mod banner;
 mod ca;
+mod generate;
 mod recognize;
 
 use crate::config::{Config, Loaded, LogFormat};
@@ -65,12 +66,15 @@ enum Command {
     /// bucket, also while invigil runs; `backup verify` rechecks backups.
     #[command(args_conflicts_with_subcommands = true)]
     Backup {
-        /// A directory, or an S3 URI in MINIO_URI's form.
-        #[arg(long, value_name = "DIR|URI", required = true)]
+        /// A directory, or an S3 URI in MINIO_URI's form (default: BACKUP_TO).
+        #[arg(long, value_name = "DIR|URI")]
         to: Option<String>,
         #[command(subcommand)]
         command: Option<BackupCommand>,
     },
+    /// Files for the package (man pages, completions, the environment file).
+    #[command(hide = true, subcommand)]
+    Generate(generate::Generate),
     /// Restore a backup into an empty data directory.
     Restore {
         /// The directory or S3 URI the backups were written to.
@@ -217,9 +221,21 @@ pub fn main() -> ExitCode {
             ..
         } => backup::verify(&from, stamp.as_deref()),
         Command::Backup { to, command: None } => match load(cli.env_file) {
-            Ok(l) => backup::take(l.config, to.as_deref().unwrap_or_default()),
+            Ok(l) => {
+                let to = to.or_else(|| l.config.backup_to.as_ref().map(|s| s.expose().to_string()));
+                match to {
+                    Some(to) => backup::take(l.config, &to),
+                    None => {
+                        eprintln!(
+                            "invigil: say where to write the backup: --to DIR|URI, or BACKUP_TO"
+                        );
+                        ExitCode::from(EXIT_BAD_CONFIG)
+                    }
+                }
+            }
             Err(code) => code,
         },
+        Command::Generate(what) => generate::run(what),
         Command::Restore {
             from,
             stamp,

@@ -10,6 +10,7 @@ mod hub;
 mod isolation;
 mod objects;
 mod openapi;
+mod package;
 mod recognize;
 mod rest;
 mod sessions;
