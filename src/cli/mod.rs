@@ -4,6 +4,7 @@
 mod backup;
 mod banner;
 mod ca;
+mod doctor;
 mod generate;
 mod recognize;
 
@@ -72,6 +73,9 @@ enum Command {
         #[command(subcommand)]
         command: Option<BackupCommand>,
     },
+    /// Check the installation: configuration, data directory, ports, disk,
+    /// clock, certificates, TURN, models, backups, permissions; exit 1 on a FAIL.
+    Doctor,
     /// Files for the package (man pages, completions, the environment file).
     #[command(hide = true, subcommand)]
     Generate(generate::Generate),
@@ -236,6 +240,10 @@ pub fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Generate(what) => generate::run(what),
+        Command::Doctor => match load(cli.env_file) {
+            Ok(l) => doctor::run(l.config, l.warnings.len()),
+            Err(code) => code,
+        },
         Command::Restore {
             from,
             stamp,

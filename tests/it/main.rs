@@ -5,6 +5,7 @@ mod backup;
 mod blackbox;
 mod certs;
 mod daemon;
+mod doctor;
 mod harness;
 mod hub;
 mod isolation;
