@@ -6,7 +6,11 @@ use super::vars::{Use, VARS};
 use std::fmt::Write;
 
 /// Variables the package sets rather than leaving at their defaults.
-pub const PACKAGE_SETS: &[(&str, &str)] = &[("PORT", "443"), ("HTTP_PORT", "80")];
+pub const PACKAGE_SETS: &[(&str, &str)] = &[
+    ("DATA_DIR", "/var/lib/invigil"),
+    ("PORT", "443"),
+    ("HTTP_PORT", "80"),
+];
 
 /// The file's text.
 pub fn package_env_file() -> String {
@@ -31,9 +35,6 @@ pub fn package_env_file() -> String {
         match (var.name, PACKAGE_SETS.iter().find(|(n, _)| *n == var.name)) {
             (_, Some((name, value))) => {
                 let _ = writeln!(out, "{name}={value}");
-            }
-            ("DATA_DIR", None) => {
-                out.push_str("# (the service sets /var/lib/invigil)\n#DATA_DIR=/var/lib/invigil\n");
             }
             ("BACKUP_TO", None) => {
                 out.push_str("# (the nightly backup timer writes to /var/backups/invigil when unset)\n#BACKUP_TO=/var/backups/invigil\n");
