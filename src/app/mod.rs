@@ -56,8 +56,6 @@ pub enum AppError {
     Secrets(String),
     #[error("TURN_PORT: {0}")]
     Turn(#[from] crate::turn::TurnError),
-    #[error("{0}")]
-    AdminSocket(String),
     #[error("cannot back up before upgrading the database: {0}")]
     UpgradeBackup(#[from] crate::backup::BackupError),
     #[error("cannot stop overdue sessions: {0}")]
@@ -303,22 +301,27 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
     let signal = tasks.shutdown_signal();
     tasks.spawn("hub-heartbeats", hub.clone().run_heartbeats(signal));
-    let admin_socket = admin::bind(&config.data_dir).map_err(|e| {
-        AppError::AdminSocket(format!(
-            "cannot open {}: {e}",
+    // Without the socket only online backups and doctor's status are lost,
+    // which is no reason to refuse to serve exams (e.g. a DATA_DIR path too
+    // long for a socket name).
+    match admin::bind(&config.data_dir) {
+        Ok(listener) => {
+            let signal = tasks.shutdown_signal();
+            tasks.spawn(
+                "admin-socket",
+                admin::serve(
+                    listener,
+                    store.clone(),
+                    config.data_dir.clone(),
+                    signal.requested(),
+                ),
+            );
+        }
+        Err(e) => tracing::warn!(
+            "cannot open {}: {e}; invigil backup works only while invigil is stopped",
             config.data_dir.join(admin::SOCKET).display()
-        ))
-    })?;
-    let signal = tasks.shutdown_signal();
-    tasks.spawn(
-        "admin-socket",
-        admin::serve(
-            admin_socket,
-            store.clone(),
-            config.data_dir.clone(),
-            signal.requested(),
         ),
-    );
+    }
     if let Some(interval) = watchdog_interval() {
         let signal = tasks.shutdown_signal();
         tasks.spawn("watchdog", watchdog(interval, signal));
