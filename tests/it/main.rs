@@ -9,6 +9,7 @@ mod doctor;
 mod harness;
 mod hub;
 mod isolation;
+mod notify;
 mod objects;
 mod openapi;
 mod package;
