@@ -2,6 +2,7 @@
 //! checked before a socket opens, opens the store and object storage, binds the
 //! listeners, and owns the shutdown signal and the named background tasks.
 
+pub mod admin;
 pub mod datadir;
 mod preflight;
 pub use preflight::check;
@@ -55,6 +56,8 @@ pub enum AppError {
     Secrets(String),
     #[error("TURN_PORT: {0}")]
     Turn(#[from] crate::turn::TurnError),
+    #[error("cannot back up before upgrading the database: {0}")]
+    UpgradeBackup(#[from] crate::backup::BackupError),
     #[error("cannot stop overdue sessions: {0}")]
     Proctoring(#[from] crate::proctoring::ProctoringError),
 }
@@ -108,6 +111,14 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     }
 
     let db_path = config.data_dir.join("invigil.redb");
+    if let Some(dir) =
+        crate::backup::before_upgrade(&db_path, &config.data_dir, crate::store::MIGRATIONS).await?
+    {
+        tracing::info!(
+            "backed up the database before upgrading it, into {}",
+            dir.display()
+        );
+    }
     let store = crate::store::open(&db_path, crate::store::MIGRATIONS)?;
     let objects = match &config.minio_uri {
         Some(uri) => Objects::from_minio_uri(uri.expose())?,
@@ -299,6 +310,31 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
     let signal = tasks.shutdown_signal();
     tasks.spawn("hub-heartbeats", hub.clone().run_heartbeats(signal));
+    // Without the socket only online backups and doctor's status are lost,
+    // which is no reason to refuse to serve exams (e.g. a DATA_DIR path too
+    // long for a socket name).
+    match admin::bind(&config.data_dir) {
+        Ok(listener) => {
+            let signal = tasks.shutdown_signal();
+            tasks.spawn(
+                "admin-socket",
+                admin::serve(
+                    listener,
+                    store.clone(),
+                    config.data_dir.clone(),
+                    signal.requested(),
+                ),
+            );
+        }
+        Err(e) => tracing::warn!(
+            "cannot open {}: {e}; invigil backup works only while invigil is stopped",
+            config.data_dir.join(admin::SOCKET).display()
+        ),
+    }
+    if let Some(interval) = watchdog_interval() {
+        let signal = tasks.shutdown_signal();
+        tasks.spawn("watchdog", watchdog(interval, signal));
+    }
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,
@@ -412,6 +448,32 @@ async fn session_timer(
         };
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = &mut stop => return,
+        }
+    }
+}
+
+/// Half of systemd's `WATCHDOG_USEC` when the unit has `WatchdogSec`.
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Some(Duration::from_micros(usec / 2))
+    } else {
+        None
+    }
+}
+
+/// Pings systemd's watchdog while the runtime is alive: a wedged runtime
+/// stops the pings and systemd restarts the service.
+async fn watchdog(interval: Duration, signal: tasks::Shutdown) {
+    let stop = signal.requested();
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
             () = &mut stop => return,
         }
     }

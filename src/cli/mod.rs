@@ -1,8 +1,11 @@
 //! Command line: subcommands, logging set-up, signals and exit codes
 //! (0 ok, 1 failure while running, 2 bad configuration or usage).
 
+mod backup;
 mod banner;
 mod ca;
+mod doctor;
+mod generate;
 mod recognize;
 
 use crate::config::{Config, Loaded, LogFormat};
@@ -60,6 +63,48 @@ enum Command {
     /// The exam centre's own certificate authority.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Back up the database, keys and objects into a directory or an S3
+    /// bucket, also while invigil runs; `backup verify` rechecks backups.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        /// A directory, or an S3 URI in MINIO_URI's form (default: BACKUP_TO).
+        #[arg(long, value_name = "DIR|URI")]
+        to: Option<String>,
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+    },
+    /// Check the installation: configuration, data directory, ports, disk,
+    /// clock, certificates, TURN, models, backups, permissions; exit 1 on a FAIL.
+    Doctor,
+    /// Files for the package (man pages, completions, the environment file).
+    #[command(hide = true, subcommand)]
+    Generate(generate::Generate),
+    /// Restore a backup into an empty data directory.
+    Restore {
+        /// The directory or S3 URI the backups were written to.
+        #[arg(long, value_name = "DIR|URI")]
+        from: String,
+        /// Which backup (its name, e.g. 20261204T190600Z); default: the newest.
+        #[arg(long)]
+        stamp: Option<String>,
+        /// The new data directory (must be empty or missing).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Recheck every hash of every backup (or one) and every chain in them;
+    /// exits 1 naming the first fault.
+    Verify {
+        /// The directory or S3 URI the backups were written to.
+        #[arg(long, value_name = "DIR|URI")]
+        from: String,
+        /// Only this backup.
+        #[arg(long)]
+        stamp: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +220,38 @@ pub fn main() -> ExitCode {
                 },
         } => recognize::bench(&files, frames, threads.unwrap_or_else(cpus)),
         Command::Ca(command) => ca::ca(cli.env_file, command),
+        Command::Backup {
+            command: Some(BackupCommand::Verify { from, stamp }),
+            ..
+        } => backup::verify(&from, stamp.as_deref()),
+        Command::Backup { to, command: None } => match load(cli.env_file) {
+            Ok(l) => {
+                let to = to.or_else(|| l.config.backup_to.as_ref().map(|s| s.expose().to_string()));
+                match to {
+                    Some(to) => backup::take(l.config, &to),
+                    None => {
+                        eprintln!(
+                            "invigil: say where to write the backup: --to DIR|URI, or BACKUP_TO"
+                        );
+                        ExitCode::from(EXIT_BAD_CONFIG)
+                    }
+                }
+            }
+            Err(code) => code,
+        },
+        Command::Generate(what) => generate::run(what),
+        Command::Doctor => match load(cli.env_file) {
+            Ok(l) => doctor::run(l.config, l.warnings.len()),
+            Err(code) => code,
+        },
+        Command::Restore {
+            from,
+            stamp,
+            data_dir,
+        } => match load(cli.env_file) {
+            Ok(l) => backup::restore(l.config, &from, stamp.as_deref(), &data_dir),
+            Err(code) => code,
+        },
     }
 }
 

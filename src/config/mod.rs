@@ -4,6 +4,7 @@
 
 mod check;
 pub mod envfile;
+pub mod package_env;
 pub mod password_rule;
 pub mod vars;
 
@@ -151,6 +152,8 @@ pub struct Config {
     pub reverse_proxy: bool,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub minio_uri: Option<Secret>,
+    /// Where `invigil backup` writes by default.
+    pub backup_to: Option<Secret>,
     pub recognizer_uri: Option<MultiHostUri>,
     pub api_key: Option<Secret>,
     pub turn_uri: Option<MultiHostUri>,
@@ -468,6 +471,7 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
 
     // Its form is checked by the object storage module, which owns it.
     let minio_uri = c.secret("MINIO_URI");
+    let backup_to = c.secret("BACKUP_TO");
     let recognizer_uri = c.raw("RECOGNIZER_URI").and_then(|raw| {
         parse_multi_host(raw, &["http", "https"], 8080)
             .map_err(|e| c.error("RECOGNIZER_URI", e))
@@ -605,6 +609,7 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         reverse_proxy,
         trusted_proxies,
         minio_uri,
+        backup_to,
         recognizer_uri,
         api_key,
         turn_uri,

@@ -244,6 +244,12 @@ pub const VARS: &[Var] = &[
         "S3-compatible object storage, http://key:secret@host:9000/bucket; default: DATA_DIR/objects",
     ),
     used(
+        "BACKUP_TO",
+        None,
+        true,
+        "where `invigil backup` writes when `--to` is not given: a directory or an S3 URI like MINIO_URI",
+    ),
+    used(
         "RECOGNIZER_URI",
         None,
         true,

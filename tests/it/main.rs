@@ -1,17 +1,22 @@
 //! All integration tests of invigil, in one test binary.
 
 mod accounts;
+mod backup;
 mod blackbox;
 mod certs;
 mod daemon;
+mod doctor;
 mod harness;
 mod hub;
 mod ice;
 mod isolation;
+mod notify;
 mod objects;
 mod openapi;
+mod package;
 mod recognize;
 mod rest;
 mod sessions;
 mod turn;
 mod ui;
+mod upgrade;

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use invigil::objects::{Objects, ObjectsError, suite};
 
 /// A moto server child process, killed when dropped (also when a test panics).
-struct MotoServer {
+pub struct MotoServer {
     child: Child,
-    port: u16,
+    pub port: u16,
     log: PathBuf,
     _log_dir: tempfile::TempDir,
 }
@@ -57,7 +57,7 @@ fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
-async fn start_moto() -> MotoServer {
+pub async fn start_moto() -> MotoServer {
     let bin = venv().join("bin/moto_server");
     assert!(
         bin.is_file(),
@@ -103,7 +103,7 @@ async fn start_moto() -> MotoServer {
     }
 }
 
-async fn create_bucket(server: &MotoServer, bucket: &str) {
+pub async fn create_bucket(server: &MotoServer, bucket: &str) {
     // moto accepts unsigned requests; the store itself always signs.
     let resp = http_client()
         .put(server.url(&format!("/{bucket}")))
