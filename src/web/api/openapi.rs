@@ -44,6 +44,10 @@ pub fn document() -> Value {
             "default": { "description": "refused; see `error` for the stable code",
                          "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
         });
+        // Deletions answer 204 with no body.
+        if r.method == http::Method::DELETE {
+            responses["204"] = json!({ "description": "deleted" });
+        }
         if r.path == "/api/v1/auth/jwt" && r.method == http::Method::GET {
             responses["3XX"] = json!({ "description": "signed in; redirected to the front page" });
         }
