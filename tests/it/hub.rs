@@ -3,6 +3,7 @@
 //! drive n1, and everyone and everything that must be refused.
 
 mod client;
+mod crash;
 
 use crate::harness::Daemon;
 use client::{Open, PW, Peer, Rest, connect, refused_status};
