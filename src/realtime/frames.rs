@@ -21,6 +21,8 @@ const REF_MAX: usize = 64;
 #[serde(rename_all = "lowercase")]
 pub enum LiveAction {
     Warn,
+    Lock,
+    Unlock,
     Pause,
     Resume,
     Stop,

@@ -4,6 +4,7 @@
 
 mod client;
 mod crash;
+mod lock;
 
 use crate::harness::Daemon;
 use client::{Open, PW, Peer, Rest, connect, refused_status};

@@ -6,6 +6,7 @@
 use super::{Access, Ctx, Route, blocking, route};
 use crate::auth::{Principal, Role, now_secs};
 use crate::proctoring::access::{self, Standing};
+use crate::proctoring::live;
 use crate::proctoring::metrics::{Metric, Score};
 use crate::proctoring::protocol::{self, Kind};
 use crate::proctoring::sessions::{self, Action, NewSession, Session};
@@ -263,6 +264,19 @@ async fn add_period(
         now_secs(),
     )?;
     state.hub.announce_metrics(&updated, &body.values);
+    let (host, id, values) = (s.host_id.clone(), s.id.clone(), body.values);
+    let store = state.accounts.store.clone();
+    let locked =
+        blocking(move || live::lock_on_violation(store.as_ref(), &host, &id, &values, now_secs()))
+            .await?;
+    if let Some(e) = locked {
+        state.hub.announce_action(&updated, &e);
+        return Ok(Json(sessions::get(
+            state.accounts.store.as_ref(),
+            &s.host_id,
+            &s.id,
+        )?));
+    }
     Ok(Json(updated))
 }
 
