@@ -181,6 +181,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             session_key,
         )),
         hub: hub.clone(),
+        objects: objects.clone(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {

@@ -4,6 +4,7 @@
 //! on disk (every commit is fsynced).
 
 use super::ProctoringError;
+use super::attachments;
 use super::metrics::Metric;
 use super::protocol::{self, Entry, Kind};
 use super::sessions::{self, Status};
@@ -50,7 +51,21 @@ pub fn chat(
     text: &str,
     at: u64,
 ) -> Result<Entry, ProctoringError> {
-    let text = clean("text", text, CHAT_MAX, false)?;
+    chat_with(store, host_id, id, by, text, &[], at)
+}
+
+/// A chat message with attachments (ids of uploads to this session); the
+/// entry lists their object keys. The text may be empty when there are some.
+pub fn chat_with(
+    store: &dyn Store,
+    host_id: &str,
+    id: &str,
+    by: &str,
+    text: &str,
+    attachment_ids: &[String],
+    at: u64,
+) -> Result<Entry, ProctoringError> {
+    let text = clean("text", text, CHAT_MAX, !attachment_ids.is_empty())?;
     store.write(|tx| {
         let s = sessions::load(tx, host_id, id)?
             .ok_or_else(|| ProctoringError::NotFound(format!("session {id}")))?;
@@ -59,13 +74,19 @@ pub fn chat(
                 "the session is concluded; its chat is closed".into(),
             ));
         }
-        Ok(protocol::append(
+        let keys = attachments::keys_for(tx, host_id, id, attachment_ids)?;
+        let mut data = json!({ "text": text });
+        if !attachment_ids.is_empty() {
+            data["attachments"] = json!(attachment_ids);
+        }
+        Ok(protocol::append_with(
             tx,
             &s.scope(),
             at,
             by,
             Kind::Chat,
-            json!({ "text": text }),
+            data,
+            keys,
         )?)
     })
 }

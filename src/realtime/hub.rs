@@ -274,18 +274,27 @@ impl Hub {
                 conn.send(&frames::ack(reference, &session, None));
                 Ok(())
             }
-            Incoming::Chat { session, text } => {
+            Incoming::Chat {
+                session,
+                text,
+                attachments,
+            } => {
                 conn.standing(&session)?;
                 let key = (conn.who.host_id.clone(), session.clone());
                 let (host, id, by) = (key.0.clone(), session.clone(), conn.user.clone());
                 let held = self.hold(&key);
                 let _order = held.room.order.lock().await;
                 let e = self
-                    .blocking(move |s| live::chat(s, &host, &id, &by, &text, now_secs()))
+                    .blocking(move |s| {
+                        live::chat_with(s, &host, &id, &by, &text, &attachments, now_secs())
+                    })
                     .await?;
                 conn.send(&frames::ack(reference, &session, Some(e.seq)));
-                let out = json!({ "type": "chat", "session": session, "seq": e.seq, "time": e.time,
-                                  "author": e.author, "text": e.data["text"] });
+                let mut out = json!({ "type": "chat", "session": session, "seq": e.seq, "time": e.time,
+                                      "author": e.author, "text": e.data["text"] });
+                if let Some(ids) = e.data.get("attachments") {
+                    out["attachments"] = ids.clone();
+                }
                 held.room.send(&frame(&out), Some(conn.id));
                 Ok(())
             }

@@ -40,6 +40,8 @@ pub struct WebState {
     pub accounts: Arc<crate::auth::Accounts>,
     /// The live hub behind `/api/v1/ws`.
     pub hub: Arc<crate::realtime::Hub>,
+    /// Chat attachments (and later recordings) live here.
+    pub objects: crate::objects::Objects,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

@@ -2,6 +2,7 @@
 //! two proctors, resume after a reconnect, a slow consumer, heartbeats that
 //! drive n1, and everyone and everything that must be refused.
 
+mod attachments;
 mod client;
 mod crash;
 mod lock;

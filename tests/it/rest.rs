@@ -60,6 +60,15 @@ impl Rest {
         )
     }
 
+    /// A request as the browser sends it (our Origin, the session cookie),
+    /// for bodies and headers `call` does not cover.
+    pub fn request(&self, method: Method, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("origin", &self.base)
+            .header("cookie", format!("__Host-invigil={cookie}"))
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> String {
         let r = self
             .http

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+mod attachments;
 mod manager;
 pub mod openapi;
 mod sessions;
@@ -89,6 +90,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(admin::routes());
     all.extend(manager::routes());
     all.extend(sessions::routes());
+    all.extend(attachments::routes());
     all.extend(ws::routes());
     all.push(route(
         Method::GET,

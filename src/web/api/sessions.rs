@@ -40,6 +40,7 @@ pub(super) fn routes() -> Vec<Route> {
         )
         .body::<TemplateInput>(),
         route(Method::GET, "/api/v1/sessions", Staff, get(list_sessions)),
+        route(Method::GET, "/api/v1/me/sessions", Signed, get(my_sessions)),
         route(
             Method::POST,
             "/api/v1/sessions",
@@ -152,7 +153,11 @@ async fn update_template(
 /// Finds a session the caller may see (the one rule in
 /// [`access::standing`]); anything else is "not found", so that nobody
 /// learns which sessions exist.
-fn visible(state: &WebState, ctx: &Ctx, id: &str) -> Result<(Session, Standing), ApiError> {
+pub(super) fn visible(
+    state: &WebState,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<(Session, Standing), ApiError> {
     let store = state.accounts.store.as_ref();
     let missing = || ApiError::not_found(format!("session {id} not found"));
     let s = sessions::get(store, &ctx.host.id, id).map_err(|_| missing())?;
@@ -363,6 +368,53 @@ async fn list_sessions(
         let groups = access::groups(store, who);
         found.retain(|s| access::standing(s, who, &groups).is_some());
     }
+    Ok(Json(found))
+}
+
+#[derive(Deserialize)]
+struct MineQuery {
+    status: Option<sessions::Status>,
+    /// Only sessions that run now (started or paused): a proctor's wall.
+    live: Option<bool>,
+}
+
+/// The caller's own sessions: a student's exams, a proctor's (by name or
+/// group) and those naming an administrator as proctor; newest first.
+async fn my_sessions(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<MineQuery>,
+) -> Result<Json<Vec<Session>>, ApiError> {
+    let who = ctx.who()?.clone();
+    let store = state.accounts.store.clone();
+    let host_id = ctx.host.id.clone();
+    let found = blocking(move || {
+        let Principal::User { username, role, .. } = &who else {
+            return Ok(Vec::new());
+        };
+        let filter = sessions::Query {
+            status: q.status,
+            student: (*role == Role::Student).then(|| username.clone()),
+            ..sessions::Query::default()
+        };
+        let groups = access::groups(store.as_ref(), &who);
+        let mut found = sessions::list(store.as_ref(), &host_id, &filter, 1000)?;
+        found.retain(|s| match role {
+            Role::Student => s.student == *username,
+            Role::Proctor => access::standing(s, &who, &groups).is_some(),
+            _ => s.proctors.contains(username),
+        });
+        if q.live == Some(true) {
+            found.retain(|s| {
+                matches!(
+                    s.status,
+                    sessions::Status::Started | sessions::Status::Paused
+                )
+            });
+        }
+        Ok::<_, ApiError>(found)
+    })
+    .await?;
     Ok(Json(found))
 }
 
