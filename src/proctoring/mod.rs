@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod attachments;
+pub mod links;
 pub mod live;
 pub mod metrics;
 pub mod protocol;

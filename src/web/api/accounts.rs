@@ -2,7 +2,9 @@
 
 use super::{Access, Ctx, Route, blocking, clear_cookie, route, session_cookie};
 use crate::auth::login::SignedIn;
-use crate::auth::{AuthError, Principal, now_secs};
+use crate::auth::{AuthError, Principal, Role, now_secs};
+use crate::proctoring::links;
+use crate::proctoring::sessions::Session;
 use crate::web::WebState;
 use crate::web::error::ApiError;
 use axum::extract::{Extension, Query, State};
@@ -215,19 +217,48 @@ struct TokenParam {
     token: String,
 }
 
+/// Signs in by link; a student's link that names a template also opens (or
+/// resumes, by identifier) the exam session it describes.
 async fn jwt_sign_in(
     state: &WebState,
     ctx: &Ctx,
     token: &str,
-) -> Result<(SignedIn, serde_json::Value), ApiError> {
+) -> Result<(SignedIn, serde_json::Value, Option<Session>), ApiError> {
     if let Some(old) = &ctx.token {
         state.accounts.close_session(old)?;
     }
     let (signed, claims) = state
         .accounts
         .jwt_login(&ctx.host, token, &ctx.client, now_secs())?;
+    let session = match &signed.principal {
+        Principal::User {
+            host_id,
+            username,
+            role: Role::Student,
+        } => {
+            let (store, host_id, username, link) = (
+                state.accounts.store.clone(),
+                host_id.clone(),
+                username.clone(),
+                claims.clone(),
+            );
+            let opened = blocking(move || {
+                links::open(store.as_ref(), &host_id, &username, &link, now_secs())
+            })
+            .await;
+            match opened {
+                Ok(s) => s,
+                Err(e) => {
+                    // No cookie goes out, so the sign-in must not stay open.
+                    let _ = state.accounts.close_session(&signed.token);
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
     let claims = serde_json::to_value(claims).map_err(|e| ApiError::internal("internal", e))?;
-    Ok((signed, claims))
+    Ok((signed, claims, session))
 }
 
 /// The link an LMS gives a student: signs in and lands on the front page.
@@ -236,7 +267,7 @@ async fn jwt_link(
     Extension(ctx): Extension<Ctx>,
     Query(q): Query<TokenParam>,
 ) -> Result<Response, ApiError> {
-    let (signed, _) = jwt_sign_in(&state, &ctx, &q.token).await?;
+    let (signed, _, _) = jwt_sign_in(&state, &ctx, &q.token).await?;
     Ok((
         [
             (header::SET_COOKIE, session_cookie(&signed.token)),
@@ -253,11 +284,11 @@ async fn jwt_post(
     Extension(ctx): Extension<Ctx>,
     Json(q): Json<TokenParam>,
 ) -> Result<Response, ApiError> {
-    let (signed, claims) = jwt_sign_in(&state, &ctx, &q.token).await?;
+    let (signed, claims, session) = jwt_sign_in(&state, &ctx, &q.token).await?;
     let me = me_of(&ctx, &signed.principal, false, None);
     Ok((
         [(header::SET_COOKIE, session_cookie(&signed.token))],
-        Json(serde_json::json!({ "account": me, "link": claims })),
+        Json(serde_json::json!({ "account": me, "link": claims, "session": session })),
     )
         .into_response())
 }
