@@ -138,8 +138,8 @@ async fn attachments_reach_participants_only_and_chat_names_them() {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(mine(ann.clone(), "").await, [id.clone()]);
-    assert_eq!(mine(p1.clone(), "?live=true").await, [id.clone()]);
+    assert_eq!(mine(ann.clone(), "").await, vec![id.clone()]);
+    assert_eq!(mine(p1.clone(), "?live=true").await, vec![id.clone()]);
     assert_eq!(
         mine(p1.clone(), "?status=stopped").await,
         Vec::<String>::new()
