@@ -30,6 +30,8 @@ pub struct Options {
 
 /// Sample tags cycle through this many send times per session.
 const TAGS: usize = 100;
+/// How long the end of a run waits for answers still owed.
+const DRAIN: Duration = Duration::from_secs(60);
 /// Parallel connections for the set-up calls.
 const SETUP_WORKERS: usize = 8;
 
@@ -48,6 +50,7 @@ impl Clock {
 /// What the clients counted.
 #[derive(Default)]
 struct Tally {
+    frames_in_sent: AtomicU64,
     frames_in_acked: AtomicU64,
     errors: AtomicU64,
     chat_sent: AtomicU64,
@@ -220,6 +223,7 @@ async fn bench(o: &Options, server: &Server) -> anyhow::Result<()> {
     });
     let tally = Arc::new(Tally::default());
     let (stop_tx, stop) = watch::channel(false);
+    let (drained_tx, drained) = watch::channel(false);
 
     // Proctors first, each joined to its wall.
     let mut proctors = Vec::new();
@@ -228,9 +232,9 @@ async fn bench(o: &Options, server: &Server) -> anyhow::Result<()> {
         for s in setup.sessions.iter().skip(p * o.wall).take(o.wall) {
             join(&mut ws, s).await?;
         }
-        let (index, clock, tally, stop) =
-            (index.clone(), clock.clone(), tally.clone(), stop.clone());
-        proctors.push(tokio::spawn(watch_wall(ws, index, clock, tally, stop)));
+        let (index, clock, tally, drained) =
+            (index.clone(), clock.clone(), tally.clone(), drained.clone());
+        proctors.push(tokio::spawn(watch_wall(ws, index, clock, tally, drained)));
     }
     let mut students = Vec::new();
     for (i, cookie) in setup.students.iter().enumerate() {
@@ -253,12 +257,19 @@ async fn bench(o: &Options, server: &Server) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(o.secs)).await;
     let (rss, peak, cpu_after) = usage(server.pid());
     let elapsed = load_started.elapsed().as_secs_f64();
+    let t = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (sent_in_load, acked_in_load, out_in_load) = (
+        t(&tally.frames_in_sent),
+        t(&tally.frames_in_acked),
+        t(&tally.frames_out),
+    );
     let _ = stop_tx.send(true);
+    // Students wait for the answers to everything they sent, then proctors
+    // drain what that caused: the totals then show whether anything was lost.
     for s in students {
         s.await?;
     }
-    // What is still in flight reaches the proctors.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = drained_tx.send(true);
     let mut latencies = Vec::new();
     for p in proctors {
         latencies.extend(p.await?);
@@ -269,7 +280,6 @@ async fn bench(o: &Options, server: &Server) -> anyhow::Result<()> {
             .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
             .map_or(f64::NAN, |ns| *ns as f64 / 1e6)
     };
-    let t = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
         "invigil bench hub: {} students (a sample every second, a chat message every ~{} s), \
          {} proctors on walls of {}; {} s over TLS WebSockets on loopback, {} CPUs",
@@ -281,17 +291,23 @@ async fn bench(o: &Options, server: &Server) -> anyhow::Result<()> {
         super::cpus()
     );
     println!(
-        "student frames acknowledged  {:>9.1} /s  ({} samples and chat messages, {} errors)",
-        t(&tally.frames_in_acked) as f64 / elapsed,
-        t(&tally.frames_in_acked),
-        t(&tally.errors)
+        "student frames sent          {:>9.1} /s  acknowledged {:>9.1} /s",
+        sent_in_load as f64 / elapsed,
+        acked_in_load as f64 / elapsed,
     );
     println!(
-        "frames delivered to proctors {:>9.1} /s  ({} live metrics, {} of {} chat messages)",
-        t(&tally.frames_out) as f64 / elapsed,
-        t(&tally.metrics_seen),
+        "frames delivered to proctors {:>9.1} /s",
+        out_in_load as f64 / elapsed
+    );
+    println!(
+        "after the drain: {} of {} student frames acknowledged, {} errors; \
+         {} of {} chat messages and {} live metrics reached the proctors",
+        t(&tally.frames_in_acked),
+        t(&tally.frames_in_sent),
+        t(&tally.errors),
         t(&tally.chat_seen),
-        t(&tally.chat_sent)
+        t(&tally.chat_sent),
+        t(&tally.metrics_seen),
     );
     println!(
         "fan-out latency (student send -> proctor receive)  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} frames)",
@@ -324,6 +340,9 @@ async fn take_exam(
 ) {
     let (mut sink, mut stream) = ws.split();
     let counter = tally.clone();
+    // Answers (acks and errors) to this student's frames.
+    let answered = Arc::new(AtomicU64::new(0));
+    let mine = answered.clone();
     let reader = tokio::spawn(async move {
         while let Some(Ok(m)) = stream.next().await {
             if let Message::Text(t) = m
@@ -332,11 +351,13 @@ async fn take_exam(
                 match v["type"].as_str() {
                     Some("ack") => counter.frames_in_acked.fetch_add(1, Ordering::Relaxed),
                     Some("error") => counter.errors.fetch_add(1, Ordering::Relaxed),
-                    _ => 0,
+                    _ => continue,
                 };
+                mine.fetch_add(1, Ordering::Relaxed);
             }
         }
     });
+    let mut sent = 0u64;
     // Spread the students over the second.
     let offset = Duration::from_millis(rand::random_range(0..1000));
     let mut tick =
@@ -354,18 +375,25 @@ async fn take_exam(
         if sink.send(Message::text(sample.to_string())).await.is_err() {
             break;
         }
+        sent += 1;
+        tally.frames_in_sent.fetch_add(1, Ordering::Relaxed);
         if rand::random_range(0..chat_every) == 0 {
             let text = format!("bench {}", clock.now());
             let chat = json!({ "type": "chat", "session": session, "text": text, "ref": "c" });
-            tally.chat_sent.fetch_add(1, Ordering::Relaxed);
             if sink.send(Message::text(chat.to_string())).await.is_err() {
                 break;
             }
+            sent += 1;
+            tally.frames_in_sent.fetch_add(1, Ordering::Relaxed);
+            tally.chat_sent.fetch_add(1, Ordering::Relaxed);
         }
         k += 1;
     }
-    // Give the last answers time to arrive, then close.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every frame sent gets its answer (bounded, should the server stall).
+    let until = Instant::now() + DRAIN;
+    while answered.load(Ordering::Relaxed) < sent && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = sink.close().await;
     reader.abort();
 }
@@ -377,7 +405,7 @@ async fn watch_wall(
     index: Arc<HashMap<String, usize>>,
     clock: Arc<Clock>,
     tally: Arc<Tally>,
-    mut stop: watch::Receiver<bool>,
+    mut drained: watch::Receiver<bool>,
 ) -> Vec<u64> {
     let (mut sink, mut stream) = ws.split();
     let mut latencies = Vec::new();
@@ -392,9 +420,9 @@ async fn watch_wall(
                 let _ = sink.send(Message::text(r#"{"type":"ping"}"#)).await;
                 continue;
             }
-            _ = stop.changed(), if stopping.is_none() => {
-                // Drain what the last samples still cause, then leave.
-                stopping = Some(tokio::time::Instant::now() + Duration::from_millis(800));
+            _ = drained.changed(), if stopping.is_none() => {
+                // Every student frame is answered: take what is in flight, then leave.
+                stopping = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                 continue;
             }
             () = tokio::time::sleep_until(deadline) => break,

@@ -9,7 +9,7 @@ use super::metrics::Metric;
 use super::protocol::{self, Entry, Kind};
 use super::sessions::{self, Status};
 use super::templates;
-use crate::store::Store;
+use crate::store::{ReadTx, Store, StoreError};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -178,31 +178,17 @@ pub fn lock_on_violation(
     values: &BTreeMap<Metric, f64>,
     at: u64,
 ) -> Result<Option<Entry>, ProctoringError> {
+    // Most periods lock nothing: find out with a read, so they cost no commit.
+    if store
+        .read(|tx| violation(tx, host_id, id, values))?
+        .is_none()
+    {
+        return Ok(None);
+    }
     store.write(|tx| {
-        let Some(mut s) = sessions::load(tx, host_id, id)? else {
+        let Some((mut s, codes)) = violation(tx, host_id, id, values)? else {
             return Ok(None);
         };
-        if s.locked || s.status != Status::Started {
-            return Ok(None);
-        }
-        let Some(t) = templates::version(tx, host_id, &s.template_id, s.template_version)? else {
-            return Ok(None);
-        };
-        if !t.addons.lock_on_violation {
-            return Ok(None);
-        }
-        let codes: Vec<&str> = values
-            .iter()
-            .filter(|(m, v)| {
-                **v > 0.0
-                    && !m.server_side()
-                    && (t.addons.lock_on.is_empty() || t.addons.lock_on.contains(m))
-            })
-            .map(|(m, _)| m.code())
-            .collect();
-        if codes.is_empty() {
-            return Ok(None);
-        }
         s.locked = true;
         sessions::save_in(tx, &s)?;
         Ok(Some(protocol::append(
@@ -214,6 +200,38 @@ pub fn lock_on_violation(
             json!({ "action": "lock", "automatic": true, "codes": codes, "locked": true }),
         )?))
     })
+}
+
+/// The running, unlocked session and the codes of `values` that lock it
+/// under its template's rule; `None` when nothing locks.
+fn violation(
+    tx: &dyn ReadTx,
+    host_id: &str,
+    id: &str,
+    values: &BTreeMap<Metric, f64>,
+) -> Result<Option<(sessions::Session, Vec<&'static str>)>, StoreError> {
+    let Some(s) = sessions::load(tx, host_id, id)? else {
+        return Ok(None);
+    };
+    if s.locked || s.status != Status::Started {
+        return Ok(None);
+    }
+    let Some(t) = templates::version(tx, host_id, &s.template_id, s.template_version)? else {
+        return Ok(None);
+    };
+    if !t.addons.lock_on_violation {
+        return Ok(None);
+    }
+    let codes: Vec<&'static str> = values
+        .iter()
+        .filter(|(m, v)| {
+            **v > 0.0
+                && !m.server_side()
+                && (t.addons.lock_on.is_empty() || t.addons.lock_on.contains(m))
+        })
+        .map(|(m, _)| m.code())
+        .collect();
+    Ok((!codes.is_empty()).then_some((s, codes)))
 }
 
 #[cfg(test)]

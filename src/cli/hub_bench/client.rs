@@ -39,7 +39,8 @@ impl Server {
             crate::auth::random_token(4)
         ));
         std::fs::create_dir_all(&data_dir)?;
-        let password = format!("Bench {}", crate::auth::random_token(12));
+        // Upper and lower case, a digit and a space, whatever the token holds.
+        let password = format!("Bench 9a {}", crate::auth::random_token(12));
         let log = std::fs::File::create(data_dir.join("server.log"))?;
         let mut child = Command::new(std::env::current_exe()?)
             .arg("serve")
