@@ -59,6 +59,7 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("POST", "/api/v1/sessions/{id}/attachments"), "signed"),
         (("GET", "/api/v1/sessions/{id}/attachments/{aid}"), "signed"),
         (("GET", "/api/v1/me/sessions"), "signed"),
+        (("GET", "/api/v1/sessions/{id}/template"), "signed"),
     ]
     .into_iter()
     .collect();

@@ -55,6 +55,12 @@ pub(super) fn routes() -> Vec<Route> {
             get(get_session),
         ),
         route(
+            Method::GET,
+            "/api/v1/sessions/{id}/template",
+            Signed,
+            get(get_session_template),
+        ),
+        route(
             Method::POST,
             "/api/v1/sessions/{id}/periods",
             Signed,
@@ -172,6 +178,23 @@ async fn get_session(
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
     Ok(Json(visible(&state, &ctx, &id)?.0))
+}
+
+/// The template version a session runs with, for its participants: the
+/// student's page needs the addons (webcam, screen, exam URL, …) and the
+/// sampling period, and students may not list templates.
+async fn get_session_template(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Result<Json<Template>, ApiError> {
+    let (s, _) = visible(&state, &ctx, &id)?;
+    let t = state
+        .accounts
+        .store
+        .read(|tx| templates::version(tx, &s.host_id, &s.template_id, s.template_version))?
+        .ok_or_else(|| ApiError::not_found(format!("template {} not found", s.template_id)))?;
+    Ok(Json(t))
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]

@@ -64,6 +64,30 @@ async fn proctors_lock_and_unlock_and_a_violation_locks_by_itself() {
     );
     let (_, id2) = c.session(&manager, "ann", "t", &["p1"]).await;
     c.start(&ann, &id2).await;
+    // The student's page reads its session's template (the addons).
+    let (s, t) = c
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{id2}/template"),
+            &ann,
+            None,
+        )
+        .await;
+    assert_eq!((s, t["version"].as_u64()), (200, Some(2)), "{t}");
+    assert_eq!(t["addons"]["lock_on"], json!(["b3"]));
+    let (s, t) = c
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{id}/template"),
+            &ann,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, t["version"].as_u64()),
+        (200, Some(1)),
+        "the first session keeps v1"
+    );
     st.join(&id2, None).await;
     pa.join(&id2, None).await;
     let sample = |values| json!({ "type": "samples", "session": id2, "values": values });
