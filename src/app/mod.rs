@@ -221,6 +221,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         )),
         hub: hub.clone(),
         ice: ice.clone(),
+        objects: objects.clone(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {

@@ -6,6 +6,7 @@ mod banner;
 mod ca;
 mod doctor;
 mod generate;
+mod hub_bench;
 mod recognize;
 
 use crate::config::{Config, Loaded, LogFormat};
@@ -128,6 +129,22 @@ enum Bench {
         #[arg(long, value_delimiter = ',', default_value = "udp,tcp")]
         transports: Vec<String>,
     },
+    /// The live hub over TLS WebSockets: students sending samples and chat,
+    /// proctors watching walls; messages/s, fan-out latency, server RSS.
+    Hub {
+        /// Students, each in their own started session.
+        #[arg(long, default_value_t = 300)]
+        students: usize,
+        /// Sessions on one proctor's wall (1 to 30); proctors = students ÷ wall.
+        #[arg(long, default_value_t = 30)]
+        wall: usize,
+        /// Seconds of load after everyone joined.
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        /// A student chats on average every this many seconds.
+        #[arg(long, default_value_t = 20)]
+        chat_every: u64,
+    },
     /// Detect + align + embed per 640×480 frame built from the given photos.
     Recognize {
         #[arg(required = true, value_name = "FILE")]
@@ -219,6 +236,29 @@ pub fn main() -> ExitCode {
                     threads,
                 },
         } => recognize::bench(&files, frames, threads.unwrap_or_else(cpus)),
+        Command::Bench {
+            what:
+                Bench::Hub {
+                    students,
+                    wall,
+                    secs,
+                    chat_every,
+                },
+        } => {
+            let options = hub_bench::Options {
+                students,
+                wall,
+                secs,
+                chat_every,
+            };
+            match hub_bench::run(&options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("invigil: bench hub: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Ca(command) => ca::ca(cli.env_file, command),
         Command::Backup {
             command: Some(BackupCommand::Verify { from, stamp }),

@@ -2,6 +2,7 @@
 //! metrics and the score, the protocol. No HTTP types here.
 
 pub mod access;
+pub mod attachments;
 pub mod links;
 pub mod live;
 pub mod metrics;

@@ -217,6 +217,10 @@ pub struct Session {
     #[serde(default)]
     pub accommodations: Vec<Accommodation>,
     pub status: Status,
+    /// The student's screen is locked by a proctor or by the template's
+    /// lock-on-violation rule, until a proctor unlocks it.
+    #[serde(default)]
+    pub locked: bool,
     pub started_at: Option<u64>,
     pub stopped_at: Option<u64>,
     pub averages: Averages,
@@ -300,6 +304,10 @@ fn timer_key(at: u64, host_id: &str, id: &str) -> Vec<u8> {
     k.extend_from_slice(&at.to_be_bytes());
     k.extend_from_slice(format!("{host_id}\0{id}").as_bytes());
     k
+}
+
+pub(super) fn save_in(tx: &mut dyn WriteTx, s: &Session) -> Result<(), StoreError> {
+    save(tx, s)
 }
 
 pub fn load(tx: &dyn ReadTx, host_id: &str, id: &str) -> Result<Option<Session>, StoreError> {
@@ -433,6 +441,7 @@ pub fn create(
             extra_secs: 0,
             accommodations: Vec::new(),
             status: Status::Created,
+            locked: false,
             started_at: None,
             stopped_at: None,
             averages: Averages::default(),

@@ -20,6 +20,10 @@ pub struct Addons {
     pub chat: bool,
     pub recording: bool,
     pub lock_on_violation: bool,
+    /// With `lock_on_violation`: the codes whose violation in a period
+    /// (a value above 0) locks the student's screen; empty means every code
+    /// the browser measures.
+    pub lock_on: Vec<Metric>,
     pub second_camera: bool,
     /// The exam page shown beside the proctoring panel.
     pub exam_url: Option<String>,
@@ -103,6 +107,12 @@ fn validate(input: &TemplateInput) -> Result<(), ProctoringError> {
     }
     if input.period_secs.is_some_and(|p| !(1..=3600).contains(&p)) {
         return bad("period_secs", "must be 1 to 3600 seconds");
+    }
+    if let Some(m) = input.addons.lock_on.iter().find(|m| m.server_side()) {
+        return Err(ProctoringError::invalid(
+            "addons.lock_on",
+            format!("{m} is measured by the server; only browser codes lock the screen"),
+        ));
     }
     if let Some(url) = &input.addons.exam_url
         && !(url.starts_with("https://") || url.starts_with("http://"))

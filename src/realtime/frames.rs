@@ -21,6 +21,8 @@ const REF_MAX: usize = 64;
 #[serde(rename_all = "lowercase")]
 pub enum LiveAction {
     Warn,
+    Lock,
+    Unlock,
     Pause,
     Resume,
     Stop,
@@ -39,9 +41,13 @@ pub enum Incoming {
     Leave {
         session: String,
     },
+    /// `attachments` are ids from `POST /api/v1/sessions/{id}/attachments`.
     Chat {
         session: String,
+        #[serde(default)]
         text: String,
+        #[serde(default)]
+        attachments: Vec<String>,
     },
     /// WebRTC signaling for one participant (`to` is a username in the room).
     Signal {
@@ -164,7 +170,8 @@ mod tests {
             f.unwrap(),
             Incoming::Chat {
                 session: "s1".into(),
-                text: "hi".into()
+                text: "hi".into(),
+                attachments: Vec::new(),
             }
         );
         let (_, f) = parse(r#"{"type":"samples","session":"s1","values":{"b2":50}}"#);
@@ -187,7 +194,6 @@ mod tests {
         assert_eq!(code("[1,2]"), "invalid_json");
         assert_eq!(code(r#"{"type":"dance","ref":"a"}"#), "unknown_type");
         assert_eq!(code(r#"{"session":"s"}"#), "invalid_field");
-        assert_eq!(code(r#"{"type":"chat","session":"s"}"#), "invalid_field");
         assert_eq!(
             code(r#"{"type":"chat","session":"s","text":"x","extra":1}"#),
             "invalid_field"
@@ -200,9 +206,9 @@ mod tests {
         let (r, e) = parse(r#"{"type":"dance","ref":"a"}"#);
         assert_eq!(r, Some(json!("a")), "the ref survives an unknown type");
         assert!(e.unwrap_err().to_string().contains("join, leave, chat"));
-        let (_, e) = parse(r#"{"type":"chat","session":"s"}"#);
+        let (_, e) = parse(r#"{"type":"chat","text":"hi"}"#);
         assert!(
-            e.unwrap_err().to_string().contains("text"),
+            e.unwrap_err().to_string().contains("session"),
             "names the field"
         );
     }

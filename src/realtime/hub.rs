@@ -274,18 +274,27 @@ impl Hub {
                 conn.send(&frames::ack(reference, &session, None));
                 Ok(())
             }
-            Incoming::Chat { session, text } => {
+            Incoming::Chat {
+                session,
+                text,
+                attachments,
+            } => {
                 conn.standing(&session)?;
                 let key = (conn.who.host_id.clone(), session.clone());
                 let (host, id, by) = (key.0.clone(), session.clone(), conn.user.clone());
                 let held = self.hold(&key);
                 let _order = held.room.order.lock().await;
                 let e = self
-                    .blocking(move |s| live::chat(s, &host, &id, &by, &text, now_secs()))
+                    .blocking(move |s| {
+                        live::chat_with(s, &host, &id, &by, &text, &attachments, now_secs())
+                    })
                     .await?;
                 conn.send(&frames::ack(reference, &session, Some(e.seq)));
-                let out = json!({ "type": "chat", "session": session, "seq": e.seq, "time": e.time,
-                                  "author": e.author, "text": e.data["text"] });
+                let mut out = json!({ "type": "chat", "session": session, "seq": e.seq, "time": e.time,
+                                      "author": e.author, "text": e.data["text"] });
+                if let Some(ids) = e.data.get("attachments") {
+                    out["attachments"] = ids.clone();
+                }
                 held.room.send(&frame(&out), Some(conn.id));
                 Ok(())
             }
@@ -364,7 +373,8 @@ impl Hub {
         let missed = &missed[..missed.len().min(page)];
         let period = Duration::from_secs(u64::from(period.max(1)));
         let mut joined = json!({
-            "type": "joined", "session": s.id, "status": s.status, "student": s.student,
+            "type": "joined", "session": s.id, "status": s.status, "locked": s.locked,
+            "student": s.student,
             "subject": s.subject, "you": part(standing), "last_seq": last_seq,
             "missed": missed, "more": more,
             // Students' heartbeats decide n1: twice per sampling period.
@@ -418,7 +428,8 @@ impl Hub {
         values.insert(Metric::N1, 0.0);
         let key = (conn.who.host_id.clone(), session.clone());
         let by = conn.user.clone();
-        self.record_period(&key, by, values).await?;
+        self.record_period(&key, by, values.clone()).await?;
+        self.lock_on_violation(&key, values).await?;
         conn.send(&frames::ack(reference, &session, None));
         Ok(())
     }
@@ -445,6 +456,25 @@ impl Hub {
         Ok(s)
     }
 
+    /// Applies the template's lock-on-violation rule to a period and sends
+    /// the lock to everyone in the room (the student's page covers itself).
+    pub(super) async fn lock_on_violation(
+        &self,
+        key: &RoomKey,
+        values: BTreeMap<Metric, f64>,
+    ) -> Result<(), RealtimeError> {
+        let held = self.hold(key);
+        let _order = held.room.order.lock().await;
+        let (host, id) = key.clone();
+        let locked = self
+            .blocking(move |s| live::lock_on_violation(s, &host, &id, &values, now_secs()))
+            .await?;
+        if let Some(e) = locked {
+            held.room.send(&frame(&action_frame(&key.1, &e)), None);
+        }
+        Ok(())
+    }
+
     async fn action(
         &self,
         conn: &Conn,
@@ -464,15 +494,21 @@ impl Hub {
         let held = self.hold(&key);
         let _order = held.room.order.lock().await;
         let status_action = match action {
-            LiveAction::Warn => {
+            LiveAction::Warn | LiveAction::Lock | LiveAction::Unlock => {
+                let live_action = match action {
+                    LiveAction::Lock => live::Live::Lock,
+                    LiveAction::Unlock => live::Live::Unlock,
+                    _ => live::Live::Warn,
+                };
                 let comment = comment.unwrap_or_default();
                 let e = self
-                    .blocking(move |s| live::warn(s, &host, &id, &by, &comment, now_secs()))
+                    .blocking(move |s| {
+                        live::act(s, &host, &id, &by, live_action, &comment, now_secs())
+                    })
                     .await?;
                 conn.send(&frames::ack(reference, &session, Some(e.seq)));
-                let out = json!({ "type": "action", "session": session, "action": "warn",
-                                  "comment": e.data["comment"], "by": e.author, "seq": e.seq, "time": e.time });
-                held.room.send(&frame(&out), Some(conn.id));
+                held.room
+                    .send(&frame(&action_frame(&session, &e)), Some(conn.id));
                 return Ok(());
             }
             LiveAction::Pause => Action::Pause,
@@ -522,6 +558,14 @@ impl Hub {
         }
     }
 
+    /// Tells a session's room about a live action recorded elsewhere (the
+    /// lock-on-violation rule on a period posted over REST).
+    pub fn announce_action(&self, s: &Session, e: &protocol::Entry) {
+        if let Some(room) = self.existing_room(&s.host_id, &s.id) {
+            room.send(&frame(&action_frame(&s.id, e)), None);
+        }
+    }
+
     /// Tells the staff in a session's room about a metric period posted over REST.
     pub fn announce_metrics(&self, s: &Session, period: &BTreeMap<Metric, f64>) {
         let mut out = json!({ "type": "metrics", "session": s.id, "period": period });
@@ -539,6 +583,18 @@ impl Hub {
             .get(&(host_id.to_string(), id.to_string()))
             .cloned()
     }
+}
+
+/// A live action (warn, lock, unlock) as the room sees it.
+fn action_frame(session: &str, e: &protocol::Entry) -> Value {
+    let mut out = json!({ "type": "action", "session": session, "by": e.author,
+                          "seq": e.seq, "time": e.time });
+    if let (Value::Object(o), Value::Object(data)) = (&mut out, &e.data) {
+        for (k, v) in data {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 fn part(s: Standing) -> &'static str {

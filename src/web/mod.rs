@@ -44,6 +44,8 @@ pub struct WebState {
     pub hub: Arc<crate::realtime::Hub>,
     /// Mints the TURN credentials handed to browsers.
     pub ice: crate::turn::credentials::Minter,
+    /// Chat attachments (and later recordings) live here.
+    pub objects: crate::objects::Objects,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

@@ -409,7 +409,7 @@ async fn jwt_links_api_keys_and_csv_import() {
         .await;
     assert_eq!(posted.body["link"]["identifier"], "exam-42");
     // A second link with the same identifier resumes the same session.
-    assert_eq!(posted.body["session"], session_id.as_str());
+    assert_eq!(posted.body["session"]["id"], session_id.as_str());
     for (bad, why) in [
         (
             link("wrong-secret", claims.clone(), Algorithm::HS256),

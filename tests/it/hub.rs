@@ -2,7 +2,10 @@
 //! two proctors, resume after a reconnect, a slow consumer, heartbeats that
 //! drive n1, and everyone and everything that must be refused.
 
+mod attachments;
 mod client;
+mod crash;
+mod lock;
 
 use crate::harness::Daemon;
 use client::{Open, PW, Peer, Rest, connect, refused_status};
@@ -550,9 +553,9 @@ async fn strangers_and_bad_frames_are_refused() {
     assert_eq!(st.expect("error").await["code"], "invalid_json");
     let e = st.ask(json!({ "type": "teleport" })).await;
     assert_eq!(e["code"], "unknown_type");
-    let e = st.ask(json!({ "type": "chat", "session": id })).await;
+    let e = st.ask(json!({ "type": "chat", "text": "hi" })).await;
     assert_eq!(e["code"], "invalid_field");
-    assert!(e["message"].as_str().unwrap().contains("text"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("session"), "{e}");
     st.send(chat(&id, &"y".repeat(70 * 1024))).await;
     assert_eq!(st.expect("error").await["code"], "payload_too_large");
     st.send_raw(tokio_tungstenite::tungstenite::Message::binary(vec![

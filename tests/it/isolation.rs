@@ -60,6 +60,8 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("POST", "/api/v1/sessions/{id}/stop"), "signed"),
         (("POST", "/api/v1/sessions/{id}/conclude"), "signed"),
         (("GET", "/api/v1/ws"), "signed"),
+        (("POST", "/api/v1/sessions/{id}/attachments"), "signed"),
+        (("GET", "/api/v1/sessions/{id}/attachments/{aid}"), "signed"),
     ]
     .into_iter()
     .collect();

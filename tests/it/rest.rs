@@ -4,6 +4,8 @@
 use crate::harness::{Daemon, self_signed_pem};
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::Path;
 
 /// REST calls as a browser on the daemon's own origin makes them.
 pub struct Rest {
@@ -13,17 +15,22 @@ pub struct Rest {
 
 impl Rest {
     pub fn new(d: &Daemon) -> Rest {
-        let root = reqwest::Certificate::from_pem(&self_signed_pem(&d.data_dir)).unwrap();
+        Rest::at(&d.data_dir, d.running.https_addr)
+    }
+
+    /// For a daemon on `addr` with its data directory at `data_dir`.
+    pub fn at(data_dir: &Path, addr: SocketAddr) -> Rest {
+        let root = reqwest::Certificate::from_pem(&self_signed_pem(data_dir)).unwrap();
         let http = reqwest::Client::builder()
             .tls_built_in_root_certs(false)
             .add_root_certificate(root)
-            .resolve("localhost", d.running.https_addr)
+            .resolve("localhost", addr)
             .http1_only()
             .build()
             .unwrap();
         Rest {
             http,
-            base: format!("https://localhost:{}", d.running.https_addr.port()),
+            base: format!("https://localhost:{}", addr.port()),
         }
     }
 
@@ -51,6 +58,15 @@ impl Rest {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// A request as the browser sends it (our Origin, the session cookie),
+    /// for bodies and headers `call` does not cover.
+    pub fn request(&self, method: Method, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("origin", &self.base)
+            .header("cookie", format!("__Host-invigil={cookie}"))
     }
 
     pub async fn login(&self, username: &str, password: &str) -> String {

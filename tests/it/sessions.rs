@@ -2,6 +2,8 @@
 //! proctors, metric periods and the explained score, illegal moves, who may
 //! see what, and a deadline that passes while the daemon is down.
 
+mod links;
+
 use crate::harness::Daemon;
 use crate::rest::Rest;
 use reqwest::Method;

@@ -222,7 +222,7 @@ async fn jwt_sign_in(
     state: &WebState,
     ctx: &Ctx,
     token: &str,
-) -> Result<(SignedIn, serde_json::Value, Option<String>), ApiError> {
+) -> Result<(SignedIn, serde_json::Value, Option<crate::proctoring::sessions::Session>), ApiError> {
     if let Some(old) = &ctx.token {
         state.accounts.close_session(old)?;
     }
@@ -245,7 +245,6 @@ async fn jwt_sign_in(
                 crate::proctoring::links::open(store.as_ref(), &host, &student, &link, now_secs())
             })
             .await?
-            .map(|s| s.id)
         }
         _ => None,
     };
@@ -262,7 +261,7 @@ async fn jwt_link(
 ) -> Result<Response, ApiError> {
     let (signed, _, session) = jwt_sign_in(&state, &ctx, &q.token).await?;
     let to = match session {
-        Some(id) => format!("/#/session/{id}"),
+        Some(s) => format!("/#/session/{}", s.id),
         None => "/".to_string(),
     };
     Ok((

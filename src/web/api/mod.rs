@@ -6,6 +6,7 @@
 mod accounts;
 mod admin;
 mod demo;
+mod attachments;
 mod manager;
 pub mod openapi;
 mod sessions;
@@ -90,6 +91,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(admin::routes());
     all.extend(manager::routes());
     all.extend(sessions::routes());
+    all.extend(attachments::routes());
     all.extend(ws::routes());
     all.extend(demo::routes());
     all.push(route(

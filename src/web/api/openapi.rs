@@ -33,6 +33,11 @@ pub fn document() -> Value {
                 "requestBody".into(),
                 json!({ "required": true, "content": { "application/json": { "schema": schema } } }),
             );
+        } else if r.path.ends_with("/attachments") {
+            op.insert(
+                "requestBody".into(),
+                json!({ "required": true, "content": { "*/*": { "schema": { "type": "string", "format": "binary" } } } }),
+            );
         } else if r.path == "/api/v1/users/import" {
             op.insert(
                 "requestBody".into(),
@@ -132,7 +137,7 @@ mod tests {
             );
             assert_eq!(
                 op["requestBody"].is_object(),
-                r.body.is_some() || r.path.ends_with("/import"),
+                r.body.is_some() || r.path.ends_with("/import") || r.path.ends_with("/attachments"),
                 "{}",
                 r.path
             );

@@ -6,6 +6,7 @@
 use super::{Access, Ctx, Route, blocking, route};
 use crate::auth::{Principal, Role, now_secs};
 use crate::proctoring::access::{self, Standing};
+use crate::proctoring::live;
 use crate::proctoring::metrics::{Metric, Score};
 use crate::proctoring::protocol::{self, Kind};
 use crate::proctoring::sessions::{self, Action, NewSession, Session};
@@ -59,7 +60,7 @@ pub(super) fn routes() -> Vec<Route> {
             Method::GET,
             "/api/v1/sessions/{id}/template",
             Signed,
-            get(session_template),
+            get(get_session_template),
         ),
         route(
             Method::POST,
@@ -166,7 +167,11 @@ async fn update_template(
 /// Finds a session the caller may see (the one rule in
 /// [`access::standing`]); anything else is "not found", so that nobody
 /// learns which sessions exist.
-fn visible(state: &WebState, ctx: &Ctx, id: &str) -> Result<(Session, Standing), ApiError> {
+pub(super) fn visible(
+    state: &WebState,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<(Session, Standing), ApiError> {
     let store = state.accounts.store.as_ref();
     let missing = || ApiError::not_found(format!("session {id} not found"));
     let s = sessions::get(store, &ctx.host.id, id).map_err(|_| missing())?;
@@ -183,22 +188,21 @@ async fn get_session(
     Ok(Json(visible(&state, &ctx, &id)?.0))
 }
 
-/// The template version the session runs with: what the student's page
-/// needs (addons, exam page, sampling period) and what staff review against.
-async fn session_template(
+/// The template version a session runs with, for its participants: the
+/// student's page needs the addons (webcam, screen, exam URL, …) and the
+/// sampling period, and students may not list templates.
+async fn get_session_template(
     State(state): State<Arc<WebState>>,
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> Result<Json<Template>, ApiError> {
     let (s, _) = visible(&state, &ctx, &id)?;
-    let store = state.accounts.store.clone();
-    let found = blocking(move || {
-        store.read(|tx| templates::version(tx, &s.host_id, &s.template_id, s.template_version))
-    })
-    .await?;
-    found
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("template of session {id} not found")))
+    let t = state
+        .accounts
+        .store
+        .read(|tx| templates::version(tx, &s.host_id, &s.template_id, s.template_version))?
+        .ok_or_else(|| ApiError::not_found(format!("template {} not found", s.template_id)))?;
+    Ok(Json(t))
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -296,6 +300,19 @@ async fn add_period(
         now_secs(),
     )?;
     state.hub.announce_metrics(&updated, &body.values);
+    let (host, id, values) = (s.host_id.clone(), s.id.clone(), body.values);
+    let store = state.accounts.store.clone();
+    let locked =
+        blocking(move || live::lock_on_violation(store.as_ref(), &host, &id, &values, now_secs()))
+            .await?;
+    if let Some(e) = locked {
+        state.hub.announce_action(&updated, &e);
+        return Ok(Json(sessions::get(
+            state.accounts.store.as_ref(),
+            &s.host_id,
+            &s.id,
+        )?));
+    }
     Ok(Json(updated))
 }
 
@@ -425,26 +442,50 @@ async fn list_sessions(
     Ok(Json(found))
 }
 
-/// The sessions a student takes (empty for everyone else): their "my exams".
+#[derive(Deserialize)]
+struct MineQuery {
+    status: Option<sessions::Status>,
+    /// Only sessions that run now (started or paused): a proctor's wall.
+    live: Option<bool>,
+}
+
+/// The caller's own sessions: a student's exams, a proctor's (by name or
+/// group) and those naming an administrator as proctor; newest first.
 async fn my_sessions(
     State(state): State<Arc<WebState>>,
     Extension(ctx): Extension<Ctx>,
+    Query(q): Query<MineQuery>,
 ) -> Result<Json<Vec<Session>>, ApiError> {
-    let Principal::User {
-        username,
-        role: Role::Student,
-        ..
-    } = ctx.who()?
-    else {
-        return Ok(Json(Vec::new()));
-    };
-    let q = sessions::Query {
-        student: Some(username.clone()),
-        ..sessions::Query::default()
-    };
+    let who = ctx.who()?.clone();
     let store = state.accounts.store.clone();
-    let host = ctx.host.id.clone();
-    let found = blocking(move || sessions::list(store.as_ref(), &host, &q, 1000)).await?;
+    let host_id = ctx.host.id.clone();
+    let found = blocking(move || {
+        let Principal::User { username, role, .. } = &who else {
+            return Ok(Vec::new());
+        };
+        let filter = sessions::Query {
+            status: q.status,
+            student: (*role == Role::Student).then(|| username.clone()),
+            ..sessions::Query::default()
+        };
+        let groups = access::groups(store.as_ref(), &who);
+        let mut found = sessions::list(store.as_ref(), &host_id, &filter, 1000)?;
+        found.retain(|s| match role {
+            Role::Student => s.student == *username,
+            Role::Proctor => access::standing(s, &who, &groups).is_some(),
+            _ => s.proctors.contains(username),
+        });
+        if q.live == Some(true) {
+            found.retain(|s| {
+                matches!(
+                    s.status,
+                    sessions::Status::Started | sessions::Status::Paused
+                )
+            });
+        }
+        Ok::<_, ApiError>(found)
+    })
+    .await?;
     Ok(Json(found))
 }
 

@@ -3,6 +3,8 @@
 
 use crate::harness::{Daemon, self_signed_pem};
 use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::path::Path;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -31,9 +33,14 @@ pub struct Open<'a> {
 
 impl<'a> Open<'a> {
     pub fn new(d: &Daemon, cookie: &'a str) -> Open<'a> {
+        Open::at(d.running.https_addr, cookie)
+    }
+
+    /// For a daemon listening on `addr` (one started as a separate process).
+    pub fn at(addr: SocketAddr, cookie: &'a str) -> Open<'a> {
         Open {
             cookie,
-            origin: Some(format!("https://localhost:{}", d.running.https_addr.port())),
+            origin: Some(format!("https://localhost:{}", addr.port())),
             host: None,
             small_buffer: false,
         }
@@ -46,9 +53,13 @@ pub struct Peer {
 }
 
 pub async fn connect(d: &Daemon, o: Open<'_>) -> Result<Peer, WsError> {
-    let addr = d.running.https_addr;
+    connect_to(d.running.https_addr, &d.data_dir, o).await
+}
+
+/// Connects to the daemon on `addr` whose data directory is `data_dir`.
+pub async fn connect_to(addr: SocketAddr, data_dir: &Path, o: Open<'_>) -> Result<Peer, WsError> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&self_signed_pem(&d.data_dir)) {
+    for cert in CertificateDer::pem_slice_iter(&self_signed_pem(data_dir)) {
         roots.add(cert.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
