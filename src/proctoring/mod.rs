@@ -2,6 +2,8 @@
 //! metrics and the score, the protocol. No HTTP types here.
 
 pub mod access;
+pub mod bundle;
+pub mod evidence_key;
 pub mod live;
 pub mod metrics;
 pub mod protocol;
