@@ -51,7 +51,7 @@ pub enum AppError {
     Objects(#[from] crate::objects::ObjectsError),
     #[error("cannot create the manager account: {0}")]
     Auth(#[from] crate::auth::AuthError),
-    #[error("cannot keep the session key: {0}")]
+    #[error("cannot keep an instance secret: {0}")]
     Secrets(String),
     #[error("TURN_PORT: {0}")]
     Turn(#[from] crate::turn::TurnError),
@@ -88,6 +88,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     // configuration error and nothing is half-started.
     let (https, http) = bind(&config).await.map_err(AppError::Preflight)?;
     let turn_secret = secrets::turn_secret(&config).map_err(AppError::Secrets)?;
+    let evidence_key = secrets::evidence_key(&config.data_dir).map_err(AppError::Secrets)?;
     let turn = match config.turn_uri {
         Some(_) => None,
         None => Some(
@@ -181,6 +182,11 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             session_key,
         )),
         hub: hub.clone(),
+        objects: objects.clone(),
+        evidence: Arc::new(crate::proctoring::bundle::Signer {
+            key: evidence_key,
+            instance: crate::proctoring::bundle::Instance::new(&config.manager_host),
+        }),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {

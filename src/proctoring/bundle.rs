@@ -74,6 +74,24 @@ pub struct Instance {
     pub version: String,
 }
 
+impl Instance {
+    /// This build on this machine, under the instance's public name.
+    pub fn new(name: &str) -> Self {
+        Instance {
+            name: name.to_string(),
+            machine: gethostname::gethostname().to_string_lossy().to_string(),
+            version: crate::VERSION.to_string(),
+        }
+    }
+}
+
+/// The instance's key with the identity it signs under.
+#[derive(Debug)]
+pub struct Signer {
+    pub key: EvidenceKey,
+    pub instance: Instance,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostInfo {
     pub id: String,

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod sessions;
 pub mod templates;
+pub mod webhooks;
 
 /// Errors of the proctoring domain.
 #[derive(Debug, thiserror::Error)]

@@ -51,6 +51,8 @@ pub const SESSION_TIMERS: Tree = Tree("session_timers");
 pub const PROTOCOL: Tree = Tree("protocol");
 /// Append-only audit log.
 pub const AUDIT: Tree = Tree("audit");
+/// Webhook outbox: `o/` pending messages, `d/` given up.
+pub const WEBHOOKS: Tree = Tree("webhooks");
 
 /// Every tree, in the order backends create them. Add new trees here too.
 pub const ALL: &[Tree] = &[
@@ -65,6 +67,7 @@ pub const ALL: &[Tree] = &[
     SESSION_TIMERS,
     PROTOCOL,
     AUDIT,
+    WEBHOOKS,
 ];
 
 #[cfg(test)]

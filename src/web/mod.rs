@@ -40,6 +40,10 @@ pub struct WebState {
     pub accounts: Arc<crate::auth::Accounts>,
     /// The live hub behind `/api/v1/ws`.
     pub hub: Arc<crate::realtime::Hub>,
+    /// Evidence objects (recordings, snapshots) for bundles and reports.
+    pub objects: crate::objects::Objects,
+    /// Signs evidence bundles.
+    pub evidence: Arc<crate::proctoring::bundle::Signer>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in
