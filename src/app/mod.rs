@@ -7,6 +7,7 @@ mod preflight;
 pub use preflight::check;
 pub mod secrets;
 pub mod tasks;
+mod webhooks;
 
 use crate::VERSION;
 use crate::auth::manager::{self, Bootstrap};
@@ -296,6 +297,11 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     tasks.spawn("session-sweeper", sweep_sessions(sweep_store, signal));
     let signal = tasks.shutdown_signal();
     tasks.spawn("hub-heartbeats", hub.clone().run_heartbeats(signal));
+    let signal = tasks.shutdown_signal();
+    tasks.spawn(
+        "webhook-delivery",
+        webhooks::run(store.clone(), config.webhook_retry_after, signal),
+    );
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,

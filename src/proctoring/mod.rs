@@ -7,6 +7,7 @@ pub mod evidence_key;
 pub mod live;
 pub mod metrics;
 pub mod protocol;
+pub mod reports;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
