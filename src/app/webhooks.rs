@@ -85,7 +85,11 @@ async fn record(
             webhooks::delivered(s.as_ref(), &id).map(|()| format!("delivered ({status})"))
         }
         Err(e) => webhooks::failed(s.as_ref(), &id, &e, now_ms(), first_retry).map(|r| match r {
-            Some((m, true)) => format!("failed ({e}); attempt {} of {}", m.attempts, webhooks::MAX_ATTEMPTS),
+            Some((m, true)) => format!(
+                "failed ({e}); attempt {} of {}",
+                m.attempts,
+                webhooks::MAX_ATTEMPTS
+            ),
             Some((_, false)) => format!("failed ({e}); given up"),
             None => "gone".to_string(),
         }),
@@ -131,7 +135,10 @@ async fn attempt(
     let request = http::Request::post(target.path.as_str())
         .header(http::header::HOST, authority)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::USER_AGENT, format!("invigil/{}", crate::VERSION))
+        .header(
+            http::header::USER_AGENT,
+            format!("invigil/{}", crate::VERSION),
+        )
         .header("webhook-id", &m.id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
@@ -186,7 +193,10 @@ where
         .await
         .map_err(|e| e.to_string())?;
     let driver = tokio::spawn(connection);
-    let response = sender.send_request(request).await.map_err(|e| e.to_string());
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string());
     driver.abort();
     Ok(response?.status().as_u16())
 }

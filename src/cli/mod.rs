@@ -2,7 +2,9 @@
 //! (0 ok, 1 failure while running, 2 bad configuration or usage).
 
 mod banner;
+mod bench_append;
 mod ca;
+mod evidence;
 mod recognize;
 
 use crate::config::{Config, Loaded, LogFormat};
@@ -60,6 +62,27 @@ enum Command {
     /// The exam centre's own certificate authority.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Write a session's signed evidence bundle from DATA_DIR (server
+    /// stopped), or print the signing key with --show-key.
+    Export {
+        /// The session's id.
+        #[arg(required_unless_present = "show_key")]
+        session: Option<String>,
+        /// The bundle file (a tar archive).
+        #[arg(long, value_name = "FILE", required_unless_present = "show_key")]
+        out: Option<PathBuf>,
+        /// Print the instance's public key and its fingerprint.
+        #[arg(long)]
+        show_key: bool,
+    },
+    /// Check an evidence bundle offline; exits 1 naming the first file or
+    /// entry that does not match.
+    VerifyBundle {
+        file: PathBuf,
+        /// The instance's public key (base64 or hex, or a file holding it).
+        #[arg(long, value_name = "PUB")]
+        key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +116,13 @@ enum Bench {
         /// Worker threads for the throughput run (default: THREADS or the CPUs).
         #[arg(long, env = "THREADS")]
         threads: Option<usize>,
+    },
+    /// Durable protocol appends per second, invigil (redb) against
+    /// PostgreSQL (one INSERT per entry, synchronous_commit=on).
+    Append {
+        /// Entries to append on each side.
+        #[arg(long, default_value_t = 2000)]
+        entries: usize,
     },
 }
 
@@ -175,6 +205,15 @@ pub fn main() -> ExitCode {
                 },
         } => recognize::bench(&files, frames, threads.unwrap_or_else(cpus)),
         Command::Ca(command) => ca::ca(cli.env_file, command),
+        Command::Export {
+            session,
+            out,
+            show_key,
+        } => evidence::export(cli.env_file, session, out, show_key),
+        Command::VerifyBundle { file, key } => evidence::verify_bundle(&file, key.as_deref()),
+        Command::Bench {
+            what: Bench::Append { entries },
+        } => bench_append::run(entries),
     }
 }
 

@@ -151,6 +151,18 @@ pub struct Collected {
     pub score: Score,
 }
 
+/// The session with this id on any host (ids are random and unique), for
+/// the command line, which has no Host header.
+pub fn find_session(store: &dyn Store, id: &str) -> Result<Option<Session>, StoreError> {
+    let suffix = format!("\0{id}");
+    Ok(store
+        .scan(catalog::SESSIONS, &crate::store::Scan::all())?
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(b"i/") && k.ends_with(suffix.as_bytes()))
+        .find_map(|(_, v)| serde_json::from_slice::<Session>(&v).ok())
+        .filter(|s| s.id == id))
+}
+
 /// Reads a session's record, protocol (checked against its chain) and score.
 pub fn collect(store: &dyn Store, host_id: &str, id: &str) -> Result<Collected, BundleError> {
     let session = sessions::get(store, host_id, id)

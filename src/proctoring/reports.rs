@@ -31,8 +31,12 @@ impl Filter {
         self.from.is_none_or(|t| when >= t)
             && self.to.is_none_or(|t| when < t)
             && self.status.is_none_or(|st| s.status == st)
-            && self.score_min.is_none_or(|m| s.score.is_some_and(|x| x >= m))
-            && self.score_max.is_none_or(|m| s.score.is_some_and(|x| x <= m))
+            && self
+                .score_min
+                .is_none_or(|m| s.score.is_some_and(|x| x >= m))
+            && self
+                .score_max
+                .is_none_or(|m| s.score.is_some_and(|x| x <= m))
             && self.tags.iter().all(|t| s.tags.contains(t))
             && self.proctor.as_ref().is_none_or(|p| s.proctors.contains(p))
     }
@@ -160,7 +164,10 @@ pub fn html(d: &ReportData) -> String {
         ("Identifier", s.identifier.clone().unwrap_or_default()),
         ("Student", s.student.clone()),
         ("Subject", s.subject.clone()),
-        ("Template", format!("{} v{}", s.template_id, s.template_version)),
+        (
+            "Template",
+            format!("{} v{}", s.template_id, s.template_version),
+        ),
         ("Proctors", s.proctors.join(", ")),
         ("Status", s.status.as_str().to_string()),
         ("Created", rfc3339(Some(s.created_at))),
@@ -175,7 +182,11 @@ pub fn html(d: &ReportData) -> String {
     o.push_str("</table>");
 
     o.push_str("<h2>Identity checks</h2>");
-    let checks: Vec<&Entry> = d.entries.iter().filter(|e| e.kind == Kind::FaceCheck).collect();
+    let checks: Vec<&Entry> = d
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::FaceCheck)
+        .collect();
     if checks.is_empty() {
         o.push_str("<p>No identity check was recorded.</p>");
     } else {

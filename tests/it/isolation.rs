@@ -56,6 +56,11 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("POST", "/api/v1/sessions/{id}/stop"), "signed"),
         (("POST", "/api/v1/sessions/{id}/conclude"), "signed"),
         (("GET", "/api/v1/ws"), "signed"),
+        (("GET", "/api/v1/sessions/{id}/export"), "staff"),
+        (("GET", "/api/v1/sessions/{id}/report"), "staff"),
+        (("GET", "/api/v1/reports/sessions.csv"), "staff"),
+        (("GET", "/api/v1/webhooks"), "admin"),
+        (("POST", "/api/v1/webhooks/secret"), "admin"),
     ]
     .into_iter()
     .collect();

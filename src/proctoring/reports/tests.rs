@@ -52,18 +52,40 @@ fn html_escapes_everything_and_shows_each_part() {
     sessions::act(&store, &h, &s.id, "ann", Action::Start, 1_700_000_100, None).unwrap();
     for (i, v) in [20.0, 60.0].into_iter().enumerate() {
         let values = BTreeMap::from([(Metric::B2, v)]);
-        sessions::add_period(&store, &h, &s.id, "ann", &values, 1_700_000_110 + i as u64 * 10).unwrap();
+        sessions::add_period(
+            &store,
+            &h,
+            &s.id,
+            "ann",
+            &values,
+            1_700_000_110 + i as u64 * 10,
+        )
+        .unwrap();
     }
     let dyn_store: &dyn Store = &store;
     dyn_store
         .write(|tx| {
-            protocol::append(tx, &s.scope(), 1_700_000_105, "invigil", Kind::FaceCheck,
-                serde_json::json!({ "verified": true, "note": "\"><img src=x onerror=alert(1)>" }))
+            protocol::append(
+                tx,
+                &s.scope(),
+                1_700_000_105,
+                "invigil",
+                Kind::FaceCheck,
+                serde_json::json!({ "verified": true, "note": "\"><img src=x onerror=alert(1)>" }),
+            )
         })
         .unwrap();
     sessions::act(&store, &h, &s.id, "pro", Action::Stop, 1_700_000_200, None).unwrap();
-    let s = sessions::act(&store, &h, &s.id, "pro", Action::Conclude, 1_700_000_300,
-        Some((true, "all <b>fine</b>".into()))).unwrap();
+    let s = sessions::act(
+        &store,
+        &h,
+        &s.id,
+        "pro",
+        Action::Conclude,
+        1_700_000_300,
+        Some((true, "all <b>fine</b>".into())),
+    )
+    .unwrap();
     let mut entries = protocol::since(&store, &s.scope(), 0, 1000).unwrap();
     entries.sort_by_key(|e| e.seq);
     let score = sessions::score(&store, &s).unwrap();
@@ -82,8 +104,16 @@ fn html_escapes_everything_and_shows_each_part() {
     assert!(!page.contains("<img src=x"), "face check data not escaped");
     assert!(!page.contains("<b>fine</b>"));
     assert!(page.contains("A &amp; B school"));
-    for part in ["Identity checks", "Score over time", "<polyline", "Timeline", "snapshots/0001.jpg",
-                 "Positive", "hash chain verifies", "w·x"] {
+    for part in [
+        "Identity checks",
+        "Score over time",
+        "<polyline",
+        "Timeline",
+        "snapshots/0001.jpg",
+        "Positive",
+        "hash chain verifies",
+        "w·x",
+    ] {
         assert!(page.contains(part), "{part} missing");
     }
     assert!(page.contains("2023-11-14T22:15:00Z"), "times in UTC");
@@ -99,28 +129,55 @@ fn csv_rows_filters_and_formula_cells() {
     let all = sessions::all(&store, &h).unwrap();
     let text = csv(&all).unwrap();
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), CSV_HEADER);
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        CSV_HEADER
+    );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 2);
     let subjects: Vec<&str> = rows.iter().map(|r| &r[3]).collect();
-    assert!(subjects.contains(&"'=HYPERLINK(\"http://evil\")"), "{subjects:?}");
+    assert!(
+        subjects.contains(&"'=HYPERLINK(\"http://evil\")"),
+        "{subjects:?}"
+    );
     assert!(subjects.contains(&"Physics, part 2"));
 
     let only = |f: Filter| -> Vec<String> {
-        all.iter().filter(|s| f.matches(s)).map(|s| s.id.clone()).collect()
+        all.iter()
+            .filter(|s| f.matches(s))
+            .map(|s| s.id.clone())
+            .collect()
     };
-    let tags = Filter { tags: vec!["math".into(), "final".into()], ..Filter::default() };
+    let tags = Filter {
+        tags: vec!["math".into(), "final".into()],
+        ..Filter::default()
+    };
     assert_eq!(only(tags), [a.id.clone()]);
-    let started = Filter { status: Some(Status::Started), ..Filter::default() };
+    let started = Filter {
+        status: Some(Status::Started),
+        ..Filter::default()
+    };
     assert_eq!(only(started), [a.id.clone()]);
     // a started on 2023-11-15; b was only created, on 2023-11-14.
-    let from = Filter { from: parse_date("2023-11-15"), ..Filter::default() };
+    let from = Filter {
+        from: parse_date("2023-11-15"),
+        ..Filter::default()
+    };
     assert_eq!(only(from), [a.id.clone()]);
-    let to = Filter { to: parse_date("2023-11-15"), ..Filter::default() };
+    let to = Filter {
+        to: parse_date("2023-11-15"),
+        ..Filter::default()
+    };
     assert_eq!(only(to), [b.id.clone()]);
-    let scored = Filter { score_min: Some(0.0), ..Filter::default() };
+    let scored = Filter {
+        score_min: Some(0.0),
+        ..Filter::default()
+    };
     assert!(only(scored).is_empty(), "no session has a score yet");
-    let proctor = Filter { proctor: Some("pro".into()), ..Filter::default() };
+    let proctor = Filter {
+        proctor: Some("pro".into()),
+        ..Filter::default()
+    };
     assert_eq!(only(proctor).len(), 2);
     assert_eq!(parse_date("1700000000"), Some(1_700_000_000));
     assert_eq!(parse_date("2023-02-30"), None);

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+mod evidence;
 mod manager;
 pub mod openapi;
 mod sessions;
@@ -48,6 +49,8 @@ pub struct Route {
     pub access: Access,
     /// The JSON body it takes, for the OpenAPI document.
     pub body: Option<BodySchema>,
+    /// The media type of a successful answer.
+    pub produces: &'static str,
     handler: MethodRouter<Arc<WebState>>,
 }
 
@@ -66,6 +69,12 @@ impl Route {
         self.body = Some(schema_of::<T>);
         self
     }
+
+    /// Declares a successful answer that is not JSON.
+    fn produces(mut self, media_type: &'static str) -> Self {
+        self.produces = media_type;
+        self
+    }
 }
 
 fn route(
@@ -79,6 +88,7 @@ fn route(
         path,
         access,
         body: None,
+        produces: "application/json",
         handler,
     }
 }
@@ -89,6 +99,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(admin::routes());
     all.extend(manager::routes());
     all.extend(sessions::routes());
+    all.extend(evidence::routes());
     all.extend(ws::routes());
     all.push(route(
         Method::GET,
