@@ -4,6 +4,7 @@ mod accounts;
 mod blackbox;
 mod certs;
 mod daemon;
+mod evidence;
 mod harness;
 mod hub;
 mod isolation;
