@@ -152,23 +152,23 @@ fn csv_rows_filters_and_formula_cells() {
         tags: vec!["math".into(), "final".into()],
         ..Filter::default()
     };
-    assert_eq!(only(tags), [a.id.clone()]);
+    assert_eq!(only(tags), [a.id.as_str()]);
     let started = Filter {
         status: Some(Status::Started),
         ..Filter::default()
     };
-    assert_eq!(only(started), [a.id.clone()]);
+    assert_eq!(only(started), [a.id.as_str()]);
     // a started on 2023-11-15; b was only created, on 2023-11-14.
     let from = Filter {
         from: parse_date("2023-11-15"),
         ..Filter::default()
     };
-    assert_eq!(only(from), [a.id.clone()]);
+    assert_eq!(only(from), [a.id.as_str()]);
     let to = Filter {
         to: parse_date("2023-11-15"),
         ..Filter::default()
     };
-    assert_eq!(only(to), [b.id.clone()]);
+    assert_eq!(only(to), [b.id.as_str()]);
     let scored = Filter {
         score_min: Some(0.0),
         ..Filter::default()

@@ -26,7 +26,8 @@ fn signature_matches_the_standard_webhooks_test_vector() {
 #[test]
 fn address_policy_table() {
     use Denied::*;
-    let table: &[(&str, Result<(), Denied>, Result<(), Denied>)] = &[
+    type Verdict = Result<(), Denied>;
+    let table: &[(&str, Verdict, Verdict)] = &[
         // address, without allowance, with allowance
         ("93.184.216.34", Ok(()), Ok(())),
         ("2606:4700::1111", Ok(()), Ok(())),
