@@ -11,12 +11,16 @@ use crate::proctoring::{bundle, protocol, sessions, webhooks};
 use crate::web::WebState;
 use crate::web::error::ApiError;
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
+use tokio::io::AsyncReadExt;
 
 pub(super) fn routes() -> Vec<Route> {
     use Access::{HostAdmin, Staff};
@@ -72,18 +76,38 @@ async fn export(
     let store = state.accounts.store.clone();
     let (host_id, sid) = (s.host_id.clone(), s.id.clone());
     let collected = blocking(move || bundle::collect(store.as_ref(), &host_id, &sid)).await?;
-    let mut body = Vec::new();
+    // Recordings can be large: the bundle goes to an unlinked temporary
+    // file and is streamed from there, never held in memory.
+    let path = std::env::temp_dir().join(format!(
+        "invigil-export-{}.tar",
+        crate::auth::random_token(12)
+    ));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ApiError::internal("internal", format!("{}: {e}", path.display())))?;
     let signer = &state.evidence;
-    let manifest = bundle::write(
+    let written = bundle::write(
         &collected,
         &state.objects,
         &signer.key,
         signer.instance.clone(),
         &who,
         now_secs(),
-        &mut body,
+        std::io::BufWriter::new(file),
     )
-    .await?;
+    .await;
+    let reopened = tokio::fs::File::open(&path).await;
+    let _ = std::fs::remove_file(&path);
+    let manifest = written?;
+    let file = reopened.map_err(|e| ApiError::internal("internal", e))?;
+    let length = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::internal("internal", e))?
+        .len();
     let store = state.accounts.store.clone();
     let event = audit::Event::new(&who, "evidence_exported", &s.id)
         .client(&ctx.client)
@@ -92,15 +116,22 @@ async fn export(
     let scope = s.host_id.clone();
     blocking(move || audit::record(store.as_ref(), &scope, event)).await?;
     let filename = format!("invigil-{}-{}.tar", s.host_id, s.id);
+    let chunks = futures::stream::try_unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = file.read(&mut buf).await?;
+        buf.truncate(n);
+        Ok::<_, std::io::Error>((n > 0).then(|| (Bytes::from(buf), file)))
+    });
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{filename}\""),
             ),
         ],
-        body,
+        Body::from_stream(chunks),
     )
         .into_response())
 }
