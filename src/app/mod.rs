@@ -8,6 +8,7 @@ mod preflight;
 pub use preflight::check;
 pub mod secrets;
 pub mod tasks;
+mod webhooks;
 
 use crate::VERSION;
 use crate::auth::manager::{self, Bootstrap};
@@ -52,7 +53,7 @@ pub enum AppError {
     Objects(#[from] crate::objects::ObjectsError),
     #[error("cannot create the manager account: {0}")]
     Auth(#[from] crate::auth::AuthError),
-    #[error("cannot keep the session key: {0}")]
+    #[error("cannot keep an instance secret: {0}")]
     Secrets(String),
     #[error("TURN_PORT: {0}")]
     Turn(#[from] crate::turn::TurnError),
@@ -91,6 +92,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     // configuration error and nothing is half-started.
     let (https, http) = bind(&config).await.map_err(AppError::Preflight)?;
     let turn_secret = secrets::turn_secret(&config).map_err(AppError::Secrets)?;
+    let evidence_key = secrets::evidence_key(&config.data_dir).map_err(AppError::Secrets)?;
     let turn = match config.turn_uri {
         Some(_) => None,
         None => Some(
@@ -222,6 +224,10 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         hub: hub.clone(),
         ice: ice.clone(),
         objects: objects.clone(),
+        evidence: Arc::new(crate::proctoring::bundle::Signer {
+            key: evidence_key,
+            instance: crate::proctoring::bundle::Instance::new(&config.manager_host),
+        }),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {
@@ -336,6 +342,11 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         let signal = tasks.shutdown_signal();
         tasks.spawn("watchdog", watchdog(interval, signal));
     }
+    let signal = tasks.shutdown_signal();
+    tasks.spawn(
+        "webhook-delivery",
+        webhooks::run(store.clone(), config.webhook_retry_after, signal),
+    );
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,

@@ -2,6 +2,7 @@
 
 use super::datadir;
 use crate::config::Config;
+use crate::proctoring::evidence_key::EvidenceKey;
 use base64::Engine;
 use rand::RngCore;
 
@@ -74,6 +75,42 @@ pub fn turn_secret(config: &Config) -> Result<Vec<u8>, String> {
     }
 }
 
+/// File that keeps the instance's evidence signing key (mode 0600).
+pub const EVIDENCE_KEY_FILE: &str = "evidence.key";
+
+/// The Ed25519 key that signs evidence bundles: generated at first use and
+/// kept in `DATA_DIR/evidence.key` (base64 of the 32-byte seed), so every
+/// bundle of an instance carries the same public key.
+pub fn evidence_key(data_dir: &std::path::Path) -> Result<EvidenceKey, String> {
+    let path = data_dir.join(EVIDENCE_KEY_FILE);
+    let shown = |e: std::io::Error| format!("{}: {e}", path.display());
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match datadir::read_secret_file(&path).map_err(shown)? {
+        Some(text) => {
+            let seed: [u8; 32] = b64
+                .decode(text.trim_ascii())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{} is not a base64 32-byte key; bundles signed with it can no longer be \
+                         checked against a new one, so restore it from a backup",
+                        path.display()
+                    )
+                })?;
+            Ok(EvidenceKey::from_seed(&seed))
+        }
+        None => {
+            let mut seed = [0u8; 32];
+            rand::rng().fill_bytes(&mut seed);
+            datadir::write_secret_file(&path, format!("{}\n", b64.encode(seed)).as_bytes())
+                .map_err(shown)?;
+            tracing::info!("generated an evidence signing key in {}", path.display());
+            Ok(EvidenceKey::from_seed(&seed))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +128,17 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         std::fs::write(dir.path().join(SESSION_KEY_FILE), "c2hvcnQ=").unwrap();
         assert!(session_key(&config).unwrap_err().contains("shorter"));
+    }
+
+    #[test]
+    fn evidence_key_generated_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = evidence_key(dir.path()).unwrap().public();
+        assert_eq!(evidence_key(dir.path()).unwrap().public(), first);
+        let meta = std::fs::metadata(dir.path().join(EVIDENCE_KEY_FILE)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        std::fs::write(dir.path().join(EVIDENCE_KEY_FILE), "c2hvcnQ=").unwrap();
+        assert!(evidence_key(dir.path()).unwrap_err().contains("backup"));
     }
 
     #[test]

@@ -32,6 +32,16 @@ pub struct Host {
     pub jwt_roles: Vec<super::Role>,
     pub jwt_secrets: Vec<JwtSecret>,
     pub created_at: u64,
+    /// Where session results are POSTed when a session names no callback URL.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Signs webhooks (`whsec_…`); made when first needed.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// Whether webhooks may reach loopback, private and link-local addresses
+    /// (an LMS on the school's own network).
+    #[serde(default)]
+    pub webhook_allow_private: bool,
 }
 
 /// Fields an administrator or the manager sets.
@@ -45,6 +55,9 @@ pub struct HostInput {
     pub retention_days: Option<Option<u32>>,
     pub disabled: Option<bool>,
     pub jwt_roles: Option<Vec<super::Role>>,
+    /// `null` removes it.
+    pub webhook_url: Option<Option<String>>,
+    pub webhook_allow_private: Option<bool>,
 }
 
 /// Normalises a Host header value: lower case, default port 443 dropped.
@@ -65,7 +78,8 @@ pub fn normalize_domain(raw: &str) -> Result<String, AuthError> {
     }
 }
 
-fn load(tx: &dyn crate::store::ReadTx, id: &str) -> Result<Option<Host>, StoreError> {
+/// Reads one host inside a transaction.
+pub fn load(tx: &dyn crate::store::ReadTx, id: &str) -> Result<Option<Host>, StoreError> {
     tx.get_json(catalog::HOSTS, id.as_bytes())
 }
 
@@ -163,6 +177,16 @@ fn apply(host: &mut Host, input: &HostInput) -> Result<(), AuthError> {
         }
         host.jwt_roles = roles.clone();
     }
+    if let Some(url) = &input.webhook_url {
+        if let Some(u) = url {
+            crate::proctoring::webhooks::target(u)
+                .map_err(|e| AuthError::invalid("webhook_url", e.to_string()))?;
+        }
+        host.webhook_url = url.clone();
+    }
+    if let Some(v) = input.webhook_allow_private {
+        host.webhook_allow_private = v;
+    }
     Ok(())
 }
 
@@ -208,6 +232,9 @@ pub fn create(
         jwt_roles: Vec::new(),
         jwt_secrets: vec![new_secret()],
         created_at: now_secs(),
+        webhook_url: None,
+        webhook_secret: Some(crate::proctoring::webhooks::new_secret()),
+        webhook_allow_private: false,
     };
     if input.domains.is_none() {
         return Err(AuthError::invalid(
@@ -282,6 +309,38 @@ pub fn rotate_jwt_secret(
             tx,
             id,
             Event::new(by.actor(), "jwt_secret_rotated", &fresh.id).client(client),
+        )?;
+        Ok(fresh)
+    })
+}
+
+/// The host's webhook secret, made now for a host created before webhooks.
+pub fn webhook_secret(tx: &mut dyn WriteTx, host: &mut Host) -> Result<String, StoreError> {
+    if let Some(secret) = &host.webhook_secret {
+        return Ok(secret.clone());
+    }
+    let fresh = crate::proctoring::webhooks::new_secret();
+    host.webhook_secret = Some(fresh.clone());
+    tx.put_json(catalog::HOSTS, host.id.as_bytes(), host)?;
+    Ok(fresh)
+}
+
+/// Replaces the host's webhook secret and returns it (shown once).
+pub fn rotate_webhook_secret(
+    store: &dyn Store,
+    by: &Principal,
+    id: &str,
+    client: &str,
+) -> Result<String, AuthError> {
+    store.write(|tx| {
+        let mut host = load(tx, id)?.ok_or_else(|| AuthError::NotFound(format!("host {id}")))?;
+        let fresh = crate::proctoring::webhooks::new_secret();
+        host.webhook_secret = Some(fresh.clone());
+        tx.put_json(catalog::HOSTS, host.id.as_bytes(), &host)?;
+        audit::append(
+            tx,
+            id,
+            Event::new(by.actor(), "webhook_secret_rotated", id).client(client),
         )?;
         Ok(fresh)
     })

@@ -242,6 +242,9 @@ mod tests {
             retention_days: None,
             disabled: false,
             jwt_roles: vec![],
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_allow_private: false,
             jwt_secrets: vec![
                 JwtSecret {
                     id: "new".into(),

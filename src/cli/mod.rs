@@ -3,10 +3,12 @@
 
 mod backup;
 mod banner;
+mod bench_append;
 mod ca;
 mod doctor;
 mod generate;
 mod hub_bench;
+mod evidence;
 mod recognize;
 
 use crate::config::{Config, Loaded, LogFormat};
@@ -92,6 +94,27 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
+    /// Write a session's signed evidence bundle from DATA_DIR (server
+    /// stopped), or print the signing key with --show-key.
+    Export {
+        /// The session's id.
+        #[arg(required_unless_present = "show_key")]
+        session: Option<String>,
+        /// The bundle file (a tar archive).
+        #[arg(long, value_name = "FILE", required_unless_present = "show_key")]
+        out: Option<PathBuf>,
+        /// Print the instance's public key and its fingerprint.
+        #[arg(long)]
+        show_key: bool,
+    },
+    /// Check an evidence bundle offline; exits 1 naming the first file or
+    /// entry that does not match.
+    VerifyBundle {
+        file: PathBuf,
+        /// The instance's public key (base64 or hex, or a file holding it).
+        #[arg(long, value_name = "PUB")]
+        key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +178,13 @@ enum Bench {
         /// Worker threads for the throughput run (default: THREADS or the CPUs).
         #[arg(long, env = "THREADS")]
         threads: Option<usize>,
+    },
+    /// Durable protocol appends per second, invigil (redb) against
+    /// PostgreSQL (one INSERT per entry, synchronous_commit=on).
+    Append {
+        /// Entries to append on each side.
+        #[arg(long, default_value_t = 2000)]
+        entries: usize,
     },
 }
 
@@ -292,6 +322,15 @@ pub fn main() -> ExitCode {
             Ok(l) => backup::restore(l.config, &from, stamp.as_deref(), &data_dir),
             Err(code) => code,
         },
+        Command::Export {
+            session,
+            out,
+            show_key,
+        } => evidence::export(cli.env_file, session, out, show_key),
+        Command::VerifyBundle { file, key } => evidence::verify_bundle(&file, key.as_deref()),
+        Command::Bench {
+            what: Bench::Append { entries },
+        } => bench_append::run(entries),
     }
 }
 

@@ -146,6 +146,9 @@ pub struct Config {
     /// First retry delay after a failed ACME attempt (doubles up to an hour).
     /// Not a variable: a minute keeps well inside public CAs' failure limits.
     pub acme_retry_after: Duration,
+    /// First retry delay after a failed webhook delivery (then four times
+    /// longer each time, up to ten hours). Not a variable.
+    pub webhook_retry_after: Duration,
     pub acme_challenge: AcmeChallenge,
     /// `None`: own certificate files are reloaded on SIGHUP only.
     pub ssl_reload: Option<Duration>,
@@ -604,6 +607,7 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         acme_directory_set,
         acme_ca_root,
         acme_retry_after: Duration::from_secs(60),
+        webhook_retry_after: Duration::from_secs(5),
         acme_challenge,
         ssl_reload,
         reverse_proxy,

@@ -4,11 +4,15 @@
 pub mod access;
 pub mod attachments;
 pub mod links;
+pub mod bundle;
+pub mod evidence_key;
 pub mod live;
 pub mod metrics;
 pub mod protocol;
+pub mod reports;
 pub mod sessions;
 pub mod templates;
+pub mod webhooks;
 
 /// Errors of the proctoring domain.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ use super::ProctoringError;
 use super::metrics::{self, Averages, Metric};
 use super::protocol::{self, Kind};
 use super::templates::{self, Template};
+use super::webhooks;
 use crate::auth::hosts;
 use crate::store::{ReadTx, Scan, Store, StoreError, WriteTx, catalog};
 use serde::{Deserialize, Serialize};
@@ -555,8 +556,16 @@ fn act_in(
     retime(tx, before, &s)?;
     save(tx, &s)?;
     protocol::append(tx, &s.scope(), at, by, Kind::Status, detail)?;
-    if action == Action::Stop {
-        auto_conclude(tx, &mut s, at)?;
+    // The result goes into the webhook outbox in this same transaction.
+    match action {
+        Action::Stop => {
+            webhooks::enqueue(tx, &s, webhooks::Event::Stopped, at)?;
+            auto_conclude(tx, &mut s, at)?;
+        }
+        Action::Conclude => {
+            webhooks::enqueue(tx, &s, webhooks::Event::Concluded, at)?;
+        }
+        _ => {}
     }
     Ok(s)
 }
@@ -592,6 +601,7 @@ fn auto_conclude(tx: &mut dyn WriteTx, s: &mut Session, at: u64) -> Result<(), P
         Kind::Status,
         serde_json::json!({ "status": "concluded", "positive": positive, "automatic": true, "score": score }),
     )?;
+    webhooks::enqueue(tx, s, webhooks::Event::Concluded, at)?;
     Ok(())
 }
 
@@ -720,6 +730,16 @@ pub struct Query {
     pub review: Option<bool>,
 }
 
+/// Every session of a host, in key order (reports).
+pub fn all(store: &dyn Store, host_id: &str) -> Result<Vec<Session>, ProctoringError> {
+    let prefix = format!("{host_id}\0").into_bytes();
+    Ok(store
+        .scan(catalog::SESSIONS, &Scan::prefix(&prefix))?
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_slice::<Session>(&v).ok())
+        .collect())
+}
+
 /// A host's sessions matching `query`, newest first, at most `limit`.
 pub fn list(
     store: &dyn Store,
@@ -727,12 +747,9 @@ pub fn list(
     query: &Query,
     limit: usize,
 ) -> Result<Vec<Session>, ProctoringError> {
-    let prefix = format!("{host_id}\0").into_bytes();
     let needle = query.q.as_ref().map(|q| q.to_lowercase());
-    let mut out: Vec<Session> = store
-        .scan(catalog::SESSIONS, &Scan::prefix(&prefix))?
+    let mut out: Vec<Session> = all(store, host_id)?
         .into_iter()
-        .filter_map(|(_, v)| serde_json::from_slice::<Session>(&v).ok())
         .filter(|s| {
             query.status.is_none_or(|st| s.status == st)
                 && query.student.as_ref().is_none_or(|u| &s.student == u)

@@ -53,6 +53,8 @@ pub const PROTOCOL: Tree = Tree("protocol");
 pub const AUDIT: Tree = Tree("audit");
 /// Chat attachments of sessions (the bytes are in the object store).
 pub const ATTACHMENTS: Tree = Tree("attachments");
+/// Webhook outbox: `o/` pending messages, `d/` given up.
+pub const WEBHOOKS: Tree = Tree("webhooks");
 
 /// Every tree, in the order backends create them. Add new trees here too.
 pub const ALL: &[Tree] = &[
@@ -68,6 +70,7 @@ pub const ALL: &[Tree] = &[
     PROTOCOL,
     AUDIT,
     ATTACHMENTS,
+    WEBHOOKS,
 ];
 
 #[cfg(test)]

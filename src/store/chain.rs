@@ -161,13 +161,62 @@ pub fn newest(
     Ok(out)
 }
 
+/// Follows a chain entry by entry without any storage, so an exported
+/// bundle is checked by the same rules as the live store.
+#[derive(Debug, Clone)]
+pub struct Follower {
+    scope: String,
+    prev: String,
+    expected: u64,
+}
+
+impl Follower {
+    /// Starts before the first entry of `scope`.
+    pub fn new(scope: &str) -> Self {
+        Self {
+            scope: scope.to_string(),
+            prev: GENESIS.to_string(),
+            expected: 1,
+        }
+    }
+
+    /// Checks the next entry, stored under sequence number `seq`.
+    pub fn next(&mut self, seq: u64, entry: &Map<String, Value>) -> Result<(), ChainError> {
+        let text = |name: &str| entry.get(name).and_then(Value::as_str).unwrap_or_default();
+        if seq != self.expected
+            || entry.get("seq").and_then(Value::as_u64) != Some(seq)
+            || text("prev") != self.prev
+            || text("scope") != self.scope
+        {
+            return Err(ChainError::Broken {
+                scope: self.scope.clone(),
+                seq,
+            });
+        }
+        let hash = text("hash").to_string();
+        if hash_of(entry) != hash {
+            return Err(ChainError::Altered {
+                scope: self.scope.clone(),
+                seq,
+            });
+        }
+        self.prev = hash;
+        self.expected += 1;
+        Ok(())
+    }
+
+    /// The number of entries followed so far and the last one's hash.
+    pub fn head(&self) -> (u64, &str) {
+        (self.expected - 1, &self.prev)
+    }
+}
+
 /// Verifies `scope`'s chain from the first entry to the head; returns the
 /// number of entries.
 pub fn verify(tx: &dyn ReadTx, tree: Tree, scope: &str) -> Result<u64, ChainError> {
     let store_err = |e: StoreError| ChainError::Store(e.to_string());
     let prefix_len = scope.len() + 1;
-    let mut prev = GENESIS.to_string();
-    let mut expected = 1u64;
+    let mut follower = Follower::new(scope);
     let end = key(scope, u64::MAX);
     let mut lower = key(scope, 0);
     let mut first = true;
@@ -194,31 +243,12 @@ pub fn verify(tx: &dyn ReadTx, tree: Tree, scope: &str) -> Result<u64, ChainErro
                     seq,
                     message: e.to_string(),
                 })?;
-            let text = |name: &str| entry.get(name).and_then(Value::as_str).unwrap_or_default();
-            if seq != expected
-                || entry.get("seq").and_then(Value::as_u64) != Some(seq)
-                || text("prev") != prev
-                || text("scope") != scope
-            {
-                return Err(ChainError::Broken {
-                    scope: scope.to_string(),
-                    seq,
-                });
-            }
-            let hash = text("hash").to_string();
-            if hash_of(&entry) != hash {
-                return Err(ChainError::Altered {
-                    scope: scope.to_string(),
-                    seq,
-                });
-            }
-            prev = hash;
-            expected += 1;
+            follower.next(seq, &entry)?;
         }
         lower = last;
     }
     let (head_seq, head_hash) = head(tx, tree, scope).map_err(store_err)?;
-    let found = expected - 1;
+    let (found, prev) = follower.head();
     if head_seq != found || (found > 0 && head_hash != prev) {
         return Err(ChainError::Truncated {
             scope: scope.to_string(),

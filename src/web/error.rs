@@ -154,6 +154,19 @@ impl From<crate::proctoring::ProctoringError> for ApiError {
     }
 }
 
+impl From<crate::proctoring::bundle::BundleError> for ApiError {
+    fn from(e: crate::proctoring::bundle::BundleError) -> Self {
+        use crate::proctoring::bundle::BundleError as B;
+        match e {
+            B::NotFound(_) => ApiError::new("not_found", e.to_string()),
+            // Evidence that no longer matches its chain is the operator's
+            // to investigate; say so rather than hide it behind a 500.
+            B::Chain(_) => ApiError::new("conflict", e.to_string()),
+            other => ApiError::internal("storage_error", other),
+        }
+    }
+}
+
 impl From<crate::auth::AuthError> for ApiError {
     fn from(e: crate::auth::AuthError) -> Self {
         use crate::auth::AuthError as A;

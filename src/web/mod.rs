@@ -44,8 +44,10 @@ pub struct WebState {
     pub hub: Arc<crate::realtime::Hub>,
     /// Mints the TURN credentials handed to browsers.
     pub ice: crate::turn::credentials::Minter,
-    /// Chat attachments (and later recordings) live here.
+    /// Recordings, snapshots and chat attachments.
     pub objects: crate::objects::Objects,
+    /// Signs evidence bundles.
+    pub evidence: Arc<crate::proctoring::bundle::Signer>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

@@ -62,6 +62,11 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("GET", "/api/v1/ws"), "signed"),
         (("POST", "/api/v1/sessions/{id}/attachments"), "signed"),
         (("GET", "/api/v1/sessions/{id}/attachments/{aid}"), "signed"),
+        (("GET", "/api/v1/sessions/{id}/export"), "staff"),
+        (("GET", "/api/v1/sessions/{id}/report"), "staff"),
+        (("GET", "/api/v1/reports/sessions.csv"), "staff"),
+        (("GET", "/api/v1/webhooks"), "admin"),
+        (("POST", "/api/v1/webhooks/secret"), "admin"),
     ]
     .into_iter()
     .collect();

@@ -6,6 +6,7 @@ mod blackbox;
 mod certs;
 mod daemon;
 mod doctor;
+mod evidence;
 mod harness;
 mod hub;
 mod ice;

@@ -53,6 +53,8 @@ struct HostView {
     disabled: bool,
     jwt_roles: Vec<crate::auth::Role>,
     created_at: u64,
+    webhook_url: Option<String>,
+    webhook_allow_private: bool,
 }
 
 impl From<Host> for HostView {
@@ -68,6 +70,8 @@ impl From<Host> for HostView {
             disabled: h.disabled,
             jwt_roles: h.jwt_roles,
             created_at: h.created_at,
+            webhook_url: h.webhook_url,
+            webhook_allow_private: h.webhook_allow_private,
         }
     }
 }

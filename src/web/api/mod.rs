@@ -7,6 +7,7 @@ mod accounts;
 mod admin;
 mod demo;
 mod attachments;
+mod evidence;
 mod manager;
 pub mod openapi;
 mod sessions;
@@ -50,6 +51,8 @@ pub struct Route {
     pub access: Access,
     /// The JSON body it takes, for the OpenAPI document.
     pub body: Option<BodySchema>,
+    /// The media type of a successful answer.
+    pub produces: &'static str,
     handler: MethodRouter<Arc<WebState>>,
 }
 
@@ -68,6 +71,12 @@ impl Route {
         self.body = Some(schema_of::<T>);
         self
     }
+
+    /// Declares a successful answer that is not JSON.
+    fn produces(mut self, media_type: &'static str) -> Self {
+        self.produces = media_type;
+        self
+    }
 }
 
 fn route(
@@ -81,6 +90,7 @@ fn route(
         path,
         access,
         body: None,
+        produces: "application/json",
         handler,
     }
 }
@@ -92,6 +102,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(manager::routes());
     all.extend(sessions::routes());
     all.extend(attachments::routes());
+    all.extend(evidence::routes());
     all.extend(ws::routes());
     all.extend(demo::routes());
     all.push(route(

@@ -45,7 +45,7 @@ pub fn document() -> Value {
             );
         }
         let mut responses = json!({
-            "2XX": { "description": "done", "content": { "application/json": {} } },
+            "2XX": { "description": "done", "content": { r.produces: {} } },
             "default": { "description": "refused; see `error` for the stable code",
                          "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
         });
