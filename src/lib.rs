@@ -8,6 +8,8 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod objects;
 pub mod proctoring;
 pub mod realtime;

@@ -4,6 +4,7 @@ mod accounts;
 mod blackbox;
 mod certs;
 mod daemon;
+mod fuzz_corpus;
 mod harness;
 mod hub;
 mod isolation;
