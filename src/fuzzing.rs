@@ -78,8 +78,11 @@ fn fuzz_host() -> Host {
     }
 }
 
+/// A fuzz target's entry point.
+pub type Entry = fn(&[u8]);
+
 /// Every target by the name of its directory under `fuzz/corpus`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("stun", stun),
     ("env_file", env_file),
     ("hub_frame", hub_frame),
