@@ -6,6 +6,7 @@ import { t } from '../i18n.js';
 import { api, post } from '../api.js';
 import { h, show, table, when, notice } from '../dom.js';
 import { Hub } from '../hub.js';
+import { Recorder } from '../recorder.js';
 
 export async function home(app) {
   const mine = await api('GET', '/api/v1/me/sessions');
@@ -77,6 +78,13 @@ class Exam {
     this.watchKeys();
     await this.systemCheck();
     this.connect();
+    this.evidence = h('p', { class: 'evidence' }, '');
+    this.link.after(this.evidence);
+    this.recorder = new Recorder(s.id, state => { this.evidence.textContent = t('Evidence upload: {state}', { state: t(state) }); });
+    // Exposed for the browser tests, which compare it with what the server stored.
+    window.invigilRecorder = this.recorder;
+    await this.recorder.start();
+    if (s.status === 'started') this.record();
     this.tick = setInterval(() => this.sample(), 500);
     this.showTimer();
   }
@@ -110,6 +118,24 @@ class Exam {
       for (const v of data) peak = Math.max(peak, Math.abs(v - 128));
       return peak / 128;
     };
+  }
+
+  // Recording and snapshots run while the exam does.
+  record() {
+    const addons = this.template?.addons ?? {};
+    if (this.recording) return;
+    this.recording = true;
+    if (addons.recording && this.stream) this.recorder.record(this.stream, 'webcam');
+    if (addons.recording && this.screen) this.recorder.record(this.screen, 'screen');
+    if (addons.webcam || addons.face_check) {
+      this.snapshots = setInterval(() => this.recorder.snapshot(this.video), this.period ?? 10000);
+    }
+  }
+
+  stopRecording() {
+    clearInterval(this.snapshots);
+    this.recorder?.stop();
+    this.recording = false;
   }
 
   async shareScreen() {
@@ -162,7 +188,10 @@ class Exam {
         this.s.status = frame.status;
         this.statusBox.textContent = t(frame.status);
         this.statusBox.className = `status ${frame.status}`;
-        if (frame.status === 'stopped' || frame.status === 'concluded') notice(t('The exam has ended.'));
+        if (frame.status === 'stopped' || frame.status === 'concluded') {
+          this.stopRecording();
+          notice(t('The exam has ended.'));
+        }
         break;
       case 'error': notice(frame.message, 'error'); break;
     }
@@ -193,6 +222,7 @@ class Exam {
       this.statusBox.className = `status ${this.s.status}`;
       this.startButton.disabled = true;
       this.showTimer();
+      this.record();
     } catch (e) {
       notice(e.message, 'error');
     }
@@ -245,6 +275,7 @@ class Exam {
   }
 
   stop() {
+    this.stopRecording();
     document.removeEventListener('keydown', this.onKey, true);
     document.removeEventListener('paste', this.onPaste, true);
     for (const track of this.screen?.getTracks() ?? []) track.stop();
