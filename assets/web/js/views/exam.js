@@ -7,6 +7,7 @@ import { api, post } from '../api.js';
 import { h, show, table, when, notice } from '../dom.js';
 import { Hub } from '../hub.js';
 import { Recorder } from '../recorder.js';
+import { Sender } from '../live.js';
 
 export async function home(app) {
   const mine = await api('GET', '/api/v1/me/sessions');
@@ -166,6 +167,7 @@ class Exam {
       this.link.className = `live ${state}`;
     });
     this.hub.join(this.s.id);
+    this.sender = new Sender(this.hub, this.s.id, () => [this.stream, this.screen].filter(Boolean));
   }
 
   onFrame(frame) {
@@ -176,6 +178,7 @@ class Exam {
         for (const e of frame.missed ?? []) if (e.kind === 'chat') this.addChat(e.author, e.data.text);
         break;
       case 'chat': this.addChat(frame.author, frame.text); break;
+      case 'signal': this.sender?.onSignal(frame).catch(e => notice(e.message, 'error')); break;
       case 'action':
         if (frame.action === 'warn') {
           this.warnings.append(h('li', {}, `${when(frame.time)} — ${frame.comment || t('The proctor warned you.')}`));
@@ -276,6 +279,7 @@ class Exam {
 
   stop() {
     this.stopRecording();
+    this.sender?.close();
     document.removeEventListener('keydown', this.onKey, true);
     document.removeEventListener('paste', this.onPaste, true);
     for (const track of this.screen?.getTracks() ?? []) track.stop();
