@@ -9,6 +9,8 @@ pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod objects;
 pub mod proctoring;
 pub mod realtime;

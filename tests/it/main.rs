@@ -7,6 +7,7 @@ mod certs;
 mod daemon;
 mod doctor;
 mod evidence;
+mod fuzz_corpus;
 mod harness;
 mod hub;
 mod ice;

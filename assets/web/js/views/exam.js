@@ -6,6 +6,8 @@ import { t } from '../i18n.js';
 import { api, post } from '../api.js';
 import { h, show, table, when, notice } from '../dom.js';
 import { Hub } from '../hub.js';
+import { Recorder } from '../recorder.js';
+import { Sender } from '../live.js';
 
 export async function home(app) {
   const mine = await api('GET', '/api/v1/me/sessions');
@@ -77,6 +79,13 @@ class Exam {
     this.watchKeys();
     await this.systemCheck();
     this.connect();
+    this.evidence = h('p', { class: 'evidence' }, '');
+    this.link.after(this.evidence);
+    this.recorder = new Recorder(s.id, state => { this.evidence.textContent = t('Evidence upload: {state}', { state: t(state) }); });
+    // Exposed for the browser tests, which compare it with what the server stored.
+    window.invigilRecorder = this.recorder;
+    await this.recorder.start();
+    if (s.status === 'started') this.record();
     this.tick = setInterval(() => this.sample(), 500);
     this.showTimer();
   }
@@ -112,6 +121,24 @@ class Exam {
     };
   }
 
+  // Recording and snapshots run while the exam does.
+  record() {
+    const addons = this.template?.addons ?? {};
+    if (this.recording) return;
+    this.recording = true;
+    if (addons.recording && this.stream) this.recorder.record(this.stream, 'webcam');
+    if (addons.recording && this.screen) this.recorder.record(this.screen, 'screen');
+    if (addons.webcam || addons.face_check) {
+      this.snapshots = setInterval(() => this.recorder.snapshot(this.video), this.period ?? 10000);
+    }
+  }
+
+  stopRecording() {
+    clearInterval(this.snapshots);
+    this.recorder?.stop();
+    this.recording = false;
+  }
+
   async shareScreen() {
     try {
       this.screen = await navigator.mediaDevices.getDisplayMedia({ video: { displaySurface: 'monitor' }, audio: false });
@@ -140,6 +167,7 @@ class Exam {
       this.link.className = `live ${state}`;
     });
     this.hub.join(this.s.id);
+    this.sender = new Sender(this.hub, this.s.id, () => [this.stream, this.screen].filter(Boolean));
   }
 
   onFrame(frame) {
@@ -150,6 +178,7 @@ class Exam {
         for (const e of frame.missed ?? []) if (e.kind === 'chat') this.addChat(e.author, e.data.text);
         break;
       case 'chat': this.addChat(frame.author, frame.text); break;
+      case 'signal': this.sender?.onSignal(frame).catch(e => notice(e.message, 'error')); break;
       case 'action':
         if (frame.action === 'warn') {
           this.warnings.append(h('li', {}, `${when(frame.time)} — ${frame.comment || t('The proctor warned you.')}`));
@@ -162,7 +191,10 @@ class Exam {
         this.s.status = frame.status;
         this.statusBox.textContent = t(frame.status);
         this.statusBox.className = `status ${frame.status}`;
-        if (frame.status === 'stopped' || frame.status === 'concluded') notice(t('The exam has ended.'));
+        if (frame.status === 'stopped' || frame.status === 'concluded') {
+          this.stopRecording();
+          notice(t('The exam has ended.'));
+        }
         break;
       case 'error': notice(frame.message, 'error'); break;
     }
@@ -193,6 +225,7 @@ class Exam {
       this.statusBox.className = `status ${this.s.status}`;
       this.startButton.disabled = true;
       this.showTimer();
+      this.record();
     } catch (e) {
       notice(e.message, 'error');
     }
@@ -245,6 +278,8 @@ class Exam {
   }
 
   stop() {
+    this.stopRecording();
+    this.sender?.close();
     document.removeEventListener('keydown', this.onKey, true);
     document.removeEventListener('paste', this.onPaste, true);
     for (const track of this.screen?.getTracks() ?? []) track.stop();

@@ -5,6 +5,7 @@ import { api, post } from '../api.js';
 import { h, show, field, table, when, notice, values } from '../dom.js';
 import { Hub } from '../hub.js';
 import { METRICS } from '../metrics.js';
+import { Viewer } from '../live.js';
 
 const STATUSES = ['created', 'started', 'paused', 'stopped', 'concluded'];
 
@@ -78,6 +79,7 @@ export async function detail(app, id) {
   const chat = h('ol', { class: 'chat', 'aria-label': t('Chat') });
   const timeline = h('ol', { class: 'timeline', 'aria-label': t('Timeline') }, entries.map(entryItem));
   const live = h('p', { class: 'live' }, t('Connecting…'));
+  const video = h('video', { class: 'remote', autoplay: true, muted: true, playsinline: true, 'aria-label': t('The student’s camera') });
   const scoreBox = h('div', {}, scoreView(score));
   const statusBox = h('span', { class: `status ${s.status}` }, t(s.status));
   for (const e of [...entries].reverse()) if (e.kind === 'chat') chat.append(chatItem(e.author, e.data.text, e.time));
@@ -101,22 +103,38 @@ export async function detail(app, id) {
     h('div', { class: 'row' }, act('warn', 'Warn'), act('pause', 'Pause'), act('resume', 'Resume'), act('stop', 'Stop')),
     live,
     h('div', { class: 'columns' },
+      h('section', { class: 'card' }, h('h2', {}, t('Live video')), video),
       h('section', { class: 'card' }, h('h2', {}, t('Score')), scoreBox),
       h('section', { class: 'card' }, h('h2', {}, t('Chat')), chat, say)),
     s.status === 'stopped' ? conclude : null,
     app.me.role === 'administrator' || app.me.role === 'manager' ? accommodations(s, base, () => detail(app, id)) : null,
     h('section', {}, h('h2', {}, t('Timeline')), timeline));
 
+  let viewer = null;
+  let studentHere = false;
   liveHub = new Hub(frame => {
     if (frame.session !== id) return;
-    if (frame.type === 'joined') live.textContent = t('Live: {status}', { status: t(frame.status) });
+    if (frame.type === 'joined') {
+      live.textContent = t('Live: {status}', { status: t(frame.status) });
+      viewer.watch();
+    }
+    if (frame.type === 'signal') viewer.onSignal(frame).catch(e => notice(e.message, 'error'));
+    if (frame.type === 'presence') {
+      // Ask for video again whenever the student (re)appears.
+      const here = frame.members.some(m => m.role === 'student');
+      if (here && !studentHere) viewer.watch();
+      studentHere = here;
+    }
     if (frame.type === 'presence') live.textContent = t('In the room: {names}', { names: frame.members.map(m => m.user ?? m).join(', ') });
     if (frame.type === 'chat') chat.append(chatItem(frame.author, frame.text, frame.time));
     if (frame.type === 'status') { statusBox.textContent = t(frame.status); statusBox.className = `status ${frame.status}`; }
     if (frame.type === 'metrics') api('GET', `${base}/score`).then(sc => scoreBox.replaceChildren(scoreView(sc))).catch(() => {});
   }, state => { if (state === 'offline') live.textContent = t('Reconnecting…'); });
+  viewer = new Viewer(liveHub, id, s.student, video);
+  // Exposed for the browser tests, which check that the video is relayed.
+  window.invigilViewer = viewer;
   liveHub.join(id);
-  window.addEventListener('hashchange', () => liveHub?.close(), { once: true });
+  window.addEventListener('hashchange', () => { viewer.close(); liveHub?.close(); }, { once: true });
 
   async function send(event) {
     event.preventDefault();

@@ -1,0 +1,104 @@
+// Live video from the student to the proctors, by WebRTC through invigil's
+// own TURN relay (relay-only ICE, so it works behind NAT and strict
+// firewalls and never reveals a participant's addresses). Offers, answers and
+// candidates travel as hub `signal` frames, which the server relays only
+// between participants of the same session.
+import { api } from './api.js';
+
+async function iceConfig(session) {
+  const ice = await api('GET', `/api/v1/sessions/${encodeURIComponent(session)}/ice`);
+  return { iceServers: ice.iceServers, iceTransportPolicy: 'relay' };
+}
+
+/** The student's side: one connection per proctor who asks to watch. */
+export class Sender {
+  constructor(hub, session, streams) {
+    this.hub = hub;
+    this.session = session;
+    this.streams = streams; // () => MediaStream[]
+    this.peers = new Map();
+  }
+
+  async onSignal(frame) {
+    const { from, payload } = frame;
+    if (payload?.type === 'watch') return this.offer(from);
+    const pc = this.peers.get(from);
+    if (!pc) return;
+    if (payload?.sdp) await pc.setRemoteDescription(payload.sdp);
+    if (payload?.candidate) await pc.addIceCandidate(payload.candidate).catch(() => {});
+  }
+
+  async offer(to) {
+    this.peers.get(to)?.close();
+    const pc = new RTCPeerConnection(await iceConfig(this.session));
+    this.peers.set(to, pc);
+    for (const stream of this.streams()) {
+      for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
+    }
+    pc.onicecandidate = e => { if (e.candidate) this.signal(to, { candidate: e.candidate.toJSON() }); };
+    await pc.setLocalDescription(await pc.createOffer());
+    this.signal(to, { sdp: pc.localDescription.toJSON() });
+  }
+
+  signal(to, payload) {
+    this.hub.send({ type: 'signal', session: this.session, to, payload });
+  }
+
+  close() {
+    for (const pc of this.peers.values()) pc.close();
+    this.peers.clear();
+  }
+}
+
+/** The proctor's side: asks the student for video and shows what arrives. */
+export class Viewer {
+  constructor(hub, session, student, video) {
+    this.hub = hub;
+    this.session = session;
+    this.student = student;
+    this.video = video;
+    this.pc = null;
+  }
+
+  watch() {
+    this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { type: 'watch' } });
+  }
+
+  async onSignal(frame) {
+    if (frame.from !== this.student) return;
+    const { payload } = frame;
+    if (payload?.sdp?.type === 'offer') {
+      this.pc?.close();
+      const pc = new RTCPeerConnection(await iceConfig(this.session));
+      this.pc = pc;
+      pc.ontrack = e => {
+        if (this.video.srcObject !== e.streams[0]) this.video.srcObject = e.streams[0];
+      };
+      pc.onicecandidate = e => {
+        if (e.candidate) this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { candidate: e.candidate.toJSON() } });
+      };
+      await pc.setRemoteDescription(payload.sdp);
+      await pc.setLocalDescription(await pc.createAnswer());
+      this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { sdp: pc.localDescription.toJSON() } });
+    } else if (payload?.candidate && this.pc) {
+      await this.pc.addIceCandidate(payload.candidate).catch(() => {});
+    }
+  }
+
+  /** The candidate types of the pair in use, e.g. ['relay', 'relay']. */
+  async route() {
+    if (!this.pc) return null;
+    const stats = await this.pc.getStats();
+    for (const s of stats.values()) {
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const pair = stats.get(s.selectedCandidatePairId);
+        return [stats.get(pair.localCandidateId)?.candidateType, stats.get(pair.remoteCandidateId)?.candidateType];
+      }
+    }
+    return null;
+  }
+
+  close() {
+    this.pc?.close();
+  }
+}
