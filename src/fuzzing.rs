@@ -75,6 +75,9 @@ fn fuzz_host() -> Host {
             created_at: 0,
         }],
         created_at: 0,
+        webhook_url: None,
+        webhook_secret: None,
+        webhook_allow_private: false,
     }
 }
 
