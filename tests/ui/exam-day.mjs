@@ -166,7 +166,7 @@ await pat.getByRole('link', { name: 'My sessions' }).click();
 await pat.getByRole('link', { name: 'ann' }).click();
 await pat.getByText(/^Live: started|^In the room/).waitFor();
 // The student's camera arrives over relay-only ICE through invigil's TURN.
-await pat.waitForFunction(() => document.querySelector('video.remote')?.videoWidth > 0, null, { timeout: 20_000 });
+await pat.waitForFunction(() => document.querySelector('video.remote')?.videoWidth > 0, null, { timeout: 30_000 });
 const route = await pat.evaluate(() => window.invigilViewer.route());
 assert.deepEqual(route, ['relay', 'relay'], `selected candidate pair ${route}`);
 await ann.getByLabel('Message', { exact: true }).fill('My calculator is allowed?');

@@ -29,7 +29,12 @@ export class Sender {
   }
 
   async offer(to) {
-    this.peers.get(to)?.close();
+    // A repeated request while a connection is being made or works is
+    // answered by that connection, not by tearing it down.
+    const current = this.peers.get(to);
+    if (current && ['new', 'connecting', 'connected'].includes(current.connectionState) && current.remoteDescription === null) return;
+    if (current && current.connectionState === 'connected') return;
+    current?.close();
     const pc = new RTCPeerConnection(await iceConfig(this.session));
     this.peers.set(to, pc);
     for (const stream of this.streams()) {
@@ -61,6 +66,10 @@ export class Viewer {
   }
 
   watch() {
+    // Once per connection attempt: a new request only when none is under way.
+    if (this.pc && ['new', 'connecting', 'connected'].includes(this.pc.connectionState)) return;
+    if (Date.now() - (this.asked ?? 0) < 5000) return;
+    this.asked = Date.now();
     this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { type: 'watch' } });
   }
 
