@@ -1,7 +1,7 @@
 //! `invigil recognize` (list faces, or compare two images) and
 //! `invigil bench recognize` (per-frame latency and throughput).
 
-use crate::recognize::{Face, Pool, Range, RecognizeError, Recognizer, Verification};
+use crate::recognize::{Backend, Face, Pool, Range, RecognizeError, Recognizer, Verification};
 use image::RgbImage;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -16,8 +16,18 @@ struct FacesAnswer<'a> {
     faces: &'a [Face],
 }
 
-fn load_models() -> Result<Recognizer, ExitCode> {
-    Recognizer::embedded().map_err(|e| {
+/// The models on the engine RECOGNIZER_BACKEND and ORT_DYLIB_PATH select
+/// (ONNX Runtime when its library is found, else tract).
+pub(super) fn load_models(threads: usize) -> Result<Recognizer, ExitCode> {
+    let backend = match std::env::var("RECOGNIZER_BACKEND") {
+        Ok(raw) => raw.parse().map_err(|e| {
+            eprintln!("invigil: RECOGNIZER_BACKEND: {e}");
+            ExitCode::from(EXIT_USAGE)
+        })?,
+        Err(_) => Backend::Auto,
+    };
+    let library = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
+    Recognizer::with_backend(backend, library.as_deref(), threads).map_err(|e| {
         eprintln!("invigil: cannot load the recognition models: {e}");
         ExitCode::FAILURE
     })
@@ -40,7 +50,7 @@ pub fn run(files: &[PathBuf], json: bool) -> ExitCode {
         eprintln!("invigil: give one image to list its faces, or two to compare them");
         return ExitCode::from(EXIT_USAGE);
     }
-    let recognizer = match load_models() {
+    let recognizer = match load_models(1) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -140,7 +150,7 @@ pub fn bench(files: &[PathBuf], iterations: usize, threads: usize) -> ExitCode {
         eprintln!("invigil: give one or more photos to build 640×480 frames from");
         return ExitCode::from(EXIT_USAGE);
     }
-    let recognizer = match load_models() {
+    let recognizer = match load_models(threads) {
         Ok(r) => Arc::new(r),
         Err(code) => return code,
     };

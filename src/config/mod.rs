@@ -153,6 +153,10 @@ pub struct Config {
     pub minio_uri: Option<Secret>,
     pub recognizer_uri: Option<MultiHostUri>,
     pub api_key: Option<Secret>,
+    /// Which engine runs the recognition models.
+    pub recognizer_backend: crate::recognize::Backend,
+    /// ONNX Runtime library (`ORT_DYLIB_PATH`); else the packaged one.
+    pub ort_library: Option<PathBuf>,
     pub turn_uri: Option<MultiHostUri>,
     pub turn_port: u16,
     pub turn_user: Option<(String, Secret)>,
@@ -469,6 +473,23 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
             .ok()
     });
     let api_key = c.secret("API_KEY");
+    let recognizer_backend = c
+        .raw("RECOGNIZER_BACKEND")
+        .map(|raw| {
+            raw.parse().unwrap_or_else(|e: String| {
+                c.error("RECOGNIZER_BACKEND", e);
+                crate::recognize::Backend::Auto
+            })
+        })
+        .unwrap_or_default();
+    let ort_library = c
+        .path("ORT_DYLIB_PATH")
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = &ort_library
+        && !p.is_file()
+    {
+        c.error("ORT_DYLIB_PATH", format!("{} is not a file", p.display()));
+    }
     if api_key
         .as_ref()
         .is_some_and(|k| k.expose().eq_ignore_ascii_case("secret"))
@@ -587,6 +608,8 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         minio_uri,
         recognizer_uri,
         api_key,
+        recognizer_backend,
+        ort_library,
         turn_uri,
         turn_port,
         turn_user,

@@ -256,6 +256,18 @@ pub const VARS: &[Var] = &[
         "key required by this instance's /recognize endpoint",
     ),
     used(
+        "RECOGNIZER_BACKEND",
+        Some("auto"),
+        false,
+        "engine of the face models: auto (ONNX Runtime when its library is found, else tract), tract, ort",
+    ),
+    used(
+        "ORT_DYLIB_PATH",
+        None,
+        false,
+        "ONNX Runtime library; default: /usr/lib/invigil/libonnxruntime.so when present",
+    ),
+    used(
         "TURN_URI",
         None,
         true,

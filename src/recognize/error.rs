@@ -45,6 +45,10 @@ pub enum RecognizeError {
         message: String,
     },
 
+    /// The ONNX Runtime library asked for cannot be used.
+    #[error("ONNX Runtime library {path}: {message}")]
+    Library { path: String, message: String },
+
     /// The recognition queue is full; the caller should retry later.
     #[error("recognition is busy: {queued} requests are already waiting (limit {limit})")]
     Busy { queued: usize, limit: usize },
@@ -77,6 +81,7 @@ impl RecognizeError {
             RecognizeError::Corrupt(_) => "corrupt_image",
             RecognizeError::NoFace { .. } => "no_face",
             RecognizeError::Model { .. } => "model_error",
+            RecognizeError::Library { .. } => "model_error",
             RecognizeError::Busy { .. } => "busy",
             RecognizeError::Io { .. } => "io_error",
         }
