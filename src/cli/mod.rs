@@ -2,6 +2,7 @@
 //! (0 ok, 1 failure while running, 2 bad configuration or usage).
 
 mod banner;
+mod bench_recognize;
 mod ca;
 mod recognize;
 
@@ -83,7 +84,9 @@ enum Bench {
         #[arg(long, value_delimiter = ',', default_value = "udp,tcp")]
         transports: Vec<String>,
     },
-    /// Detect + align + embed per 640×480 frame built from the given photos.
+    /// Detect + align + embed per 640×480 frame built from the given photos
+    /// and per full photo, on tract and ONNX Runtime, against dlib's
+    /// face_recognition (installed into a cached venv on first use).
     Recognize {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -93,6 +96,15 @@ enum Bench {
         /// Worker threads for the throughput run (default: THREADS or the CPUs).
         #[arg(long, env = "THREADS")]
         threads: Option<usize>,
+        /// Labelled faces, one folder per person, for ROC AUC on every pair.
+        #[arg(long, value_name = "DIR")]
+        labelled: Option<PathBuf>,
+        /// The peer's virtual environment (default ~/.cache/invigil/bench-venv).
+        #[arg(long, value_name = "DIR")]
+        venv: Option<PathBuf>,
+        /// Only invigil's engines, without dlib.
+        #[arg(long)]
+        no_dlib: bool,
     },
 }
 
@@ -172,8 +184,26 @@ pub fn main() -> ExitCode {
                     files,
                     frames,
                     threads,
+                    labelled,
+                    venv,
+                    no_dlib,
                 },
-        } => recognize::bench(&files, frames, threads.unwrap_or_else(cpus)),
+        } => {
+            let options = bench_recognize::Options {
+                photos: files,
+                iterations: frames,
+                threads: threads.unwrap_or_else(cpus),
+                labelled,
+                venv: (!no_dlib).then(|| venv.unwrap_or_else(bench_recognize::default_venv)),
+            };
+            match bench_recognize::run(&options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("invigil: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Ca(command) => ca::ca(cli.env_file, command),
     }
 }
