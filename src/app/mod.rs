@@ -55,6 +55,8 @@ pub enum AppError {
     Secrets(String),
     #[error("TURN_PORT: {0}")]
     Turn(#[from] crate::turn::TurnError),
+    #[error("cannot start recognition: {0}")]
+    Recognize(#[from] crate::recognize::RecognizeError),
     #[error("cannot stop overdue sessions: {0}")]
     Proctoring(#[from] crate::proctoring::ProctoringError),
 }
@@ -160,6 +162,15 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         crate::realtime::Limits::default(),
         tasks.shutdown_signal(),
     ));
+    let recognition = web::recognize::Endpoint {
+        service: Arc::new(crate::recognize::Service::new(
+            config.recognizer_backend,
+            config.ort_library.as_deref(),
+            config.threads,
+            config.recognizer_queue,
+        )?),
+        api_key: config.api_key.clone(),
+    };
     let state = Arc::new(WebState {
         version: VERSION,
         tls_mode: checked.tls_mode,
@@ -181,6 +192,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             session_key,
         )),
         hub: hub.clone(),
+        recognition,
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {

@@ -157,6 +157,8 @@ pub struct Config {
     pub recognizer_backend: crate::recognize::Backend,
     /// ONNX Runtime library (`ORT_DYLIB_PATH`); else the packaged one.
     pub ort_library: Option<PathBuf>,
+    /// Recognition jobs running or waiting before `/recognize` answers 429.
+    pub recognizer_queue: usize,
     pub turn_uri: Option<MultiHostUri>,
     pub turn_port: u16,
     pub turn_user: Option<(String, Secret)>,
@@ -482,6 +484,7 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
             })
         })
         .unwrap_or_default();
+    let recognizer_queue = c.number("RECOGNIZER_QUEUE", threads as u64 * 4, 1, 100_000) as usize;
     let ort_library = c
         .path("ORT_DYLIB_PATH")
         .filter(|p| !p.as_os_str().is_empty());
@@ -610,6 +613,7 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         api_key,
         recognizer_backend,
         ort_library,
+        recognizer_queue,
         turn_uri,
         turn_port,
         turn_user,

@@ -262,6 +262,12 @@ pub const VARS: &[Var] = &[
         "engine of the face models: auto (ONNX Runtime when its library is found, else tract), tract, ort",
     ),
     used(
+        "RECOGNIZER_QUEUE",
+        Some("4 × THREADS"),
+        false,
+        "recognition jobs running or waiting before /recognize answers 429 with Retry-After",
+    ),
+    used(
         "ORT_DYLIB_PATH",
         None,
         false,

@@ -18,6 +18,7 @@ mod error;
 mod nms;
 mod ort;
 mod pool;
+mod service;
 mod tract;
 mod verify;
 
@@ -30,6 +31,7 @@ pub use engine::{Engine, ModelKind, Network, Tensor};
 pub use error::{RecognizeError, Result};
 pub use ort::{OrtEngine, PACKAGED_LIBRARY};
 pub use pool::Pool;
+pub use service::Service;
 pub use tract::TractEngine;
 pub use verify::{THRESHOLD, Verification};
 

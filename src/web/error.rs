@@ -33,6 +33,11 @@ pub const TABLE: &[(&str, StatusCode)] = &[
     ("unprocessable", StatusCode::UNPROCESSABLE_ENTITY),
     ("invalid_field", StatusCode::UNPROCESSABLE_ENTITY),
     ("password_rejected", StatusCode::UNPROCESSABLE_ENTITY),
+    ("unsupported_image", StatusCode::UNPROCESSABLE_ENTITY),
+    ("corrupt_image", StatusCode::UNPROCESSABLE_ENTITY),
+    ("image_too_small", StatusCode::UNPROCESSABLE_ENTITY),
+    ("no_face", StatusCode::UNPROCESSABLE_ENTITY),
+    ("image_too_large", StatusCode::PAYLOAD_TOO_LARGE),
     ("locked", StatusCode::LOCKED),
     ("too_many_requests", StatusCode::TOO_MANY_REQUESTS),
     ("internal", StatusCode::INTERNAL_SERVER_ERROR),
@@ -150,6 +155,22 @@ impl From<crate::proctoring::ProctoringError> for ApiError {
             P::Conflict(_) => ApiError::new("conflict", message),
             P::IllegalMove { .. } => ApiError::new("illegal_transition", message),
             P::NotOpen(_) => ApiError::new("session_not_open", message),
+        }
+    }
+}
+
+impl From<crate::recognize::RecognizeError> for ApiError {
+    fn from(e: crate::recognize::RecognizeError) -> Self {
+        use crate::recognize::RecognizeError as R;
+        match e {
+            R::Busy { .. } => ApiError {
+                code: "too_many_requests",
+                message: e.to_string(),
+                // A job takes well under a second; one second spreads retries.
+                retry_after: Some(1),
+            },
+            R::Model { .. } | R::Library { .. } | R::Io { .. } => ApiError::internal("internal", e),
+            other => ApiError::new(other.code(), other.to_string()),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod forwarded;
 pub mod metrics;
 pub mod range;
+pub mod recognize;
 pub mod serve;
 
 use assets::Assets;
@@ -40,6 +41,8 @@ pub struct WebState {
     pub accounts: Arc<crate::auth::Accounts>,
     /// The live hub behind `/api/v1/ws`.
     pub hub: Arc<crate::realtime::Hub>,
+    /// `POST /recognize`.
+    pub recognition: recognize::Endpoint,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in
@@ -49,6 +52,7 @@ pub fn router(state: Arc<WebState>, extra: Router<Arc<WebState>>) -> Router {
     Router::new()
         .route("/ping", get(ping))
         .route("/metrics", get(prometheus))
+        .route("/recognize", axum::routing::post(recognize::recognize))
         .route("/api", get(api_not_found))
         .route("/api/{*rest}", get(api_not_found).post(api_not_found))
         .route("/", get(static_file))

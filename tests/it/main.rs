@@ -10,6 +10,7 @@ mod isolation;
 mod objects;
 mod openapi;
 mod recognize;
+mod recognize_http;
 mod recognize_ort;
 mod rest;
 mod sessions;
