@@ -45,6 +45,10 @@ pub enum RecognizeError {
         message: String,
     },
 
+    /// A machine-readable zone that is malformed or fails a check digit.
+    #[error("machine-readable zone: {0}")]
+    Mrz(String),
+
     /// The ONNX Runtime library asked for cannot be used.
     #[error("ONNX Runtime library {path}: {message}")]
     Library { path: String, message: String },
@@ -82,6 +86,7 @@ impl RecognizeError {
             RecognizeError::NoFace { .. } => "no_face",
             RecognizeError::Model { .. } => "model_error",
             RecognizeError::Library { .. } => "model_error",
+            RecognizeError::Mrz(_) => "invalid_mrz",
             RecognizeError::Busy { .. } => "busy",
             RecognizeError::Io { .. } => "io_error",
         }

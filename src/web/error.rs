@@ -37,6 +37,7 @@ pub const TABLE: &[(&str, StatusCode)] = &[
     ("corrupt_image", StatusCode::UNPROCESSABLE_ENTITY),
     ("image_too_small", StatusCode::UNPROCESSABLE_ENTITY),
     ("no_face", StatusCode::UNPROCESSABLE_ENTITY),
+    ("invalid_mrz", StatusCode::UNPROCESSABLE_ENTITY),
     ("image_too_large", StatusCode::PAYLOAD_TOO_LARGE),
     ("locked", StatusCode::LOCKED),
     ("too_many_requests", StatusCode::TOO_MANY_REQUESTS),
