@@ -15,6 +15,7 @@ mod detect;
 mod embed;
 mod engine;
 mod error;
+pub mod liveness;
 pub mod mrz;
 mod nms;
 mod ort;
