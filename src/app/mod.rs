@@ -59,6 +59,8 @@ pub enum AppError {
     Turn(#[from] crate::turn::TurnError),
     #[error("cannot back up before upgrading the database: {0}")]
     UpgradeBackup(#[from] crate::backup::BackupError),
+    #[error("cannot start recognition: {0}")]
+    Recognize(#[from] crate::recognize::RecognizeError),
     #[error("cannot stop overdue sessions: {0}")]
     Proctoring(#[from] crate::proctoring::ProctoringError),
 }
@@ -196,6 +198,15 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             },
         },
     );
+    let recognition = web::recognize::Endpoint {
+        service: Arc::new(crate::recognize::Service::new(
+            config.recognizer_backend,
+            config.ort_library.as_deref(),
+            config.threads,
+            config.recognizer_queue,
+        )?),
+        api_key: config.api_key.clone(),
+    };
     let state = Arc::new(WebState {
         version: VERSION,
         tls_mode: checked.tls_mode,
@@ -228,6 +239,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             key: evidence_key,
             instance: crate::proctoring::bundle::Instance::new(&config.manager_host),
         }),
+        recognition,
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {

@@ -4,6 +4,7 @@
 mod backup;
 mod banner;
 mod bench_append;
+mod bench_recognize;
 mod ca;
 mod doctor;
 mod generate;
@@ -169,6 +170,9 @@ enum Bench {
         chat_every: u64,
     },
     /// Detect + align + embed per 640×480 frame built from the given photos.
+    /// Detect + align + embed per 640×480 frame built from the given photos
+    /// and per full photo, on tract and ONNX Runtime, against dlib's
+    /// face_recognition (installed into a cached venv on first use).
     Recognize {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -178,6 +182,15 @@ enum Bench {
         /// Worker threads for the throughput run (default: THREADS or the CPUs).
         #[arg(long, env = "THREADS")]
         threads: Option<usize>,
+        /// Labelled faces, one folder per person, for ROC AUC on every pair.
+        #[arg(long, value_name = "DIR")]
+        labelled: Option<PathBuf>,
+        /// The peer's virtual environment (default ~/.cache/invigil/bench-venv).
+        #[arg(long, value_name = "DIR")]
+        venv: Option<PathBuf>,
+        /// Only invigil's engines, without dlib.
+        #[arg(long)]
+        no_dlib: bool,
     },
     /// Durable protocol appends per second, invigil (redb) against
     /// PostgreSQL (one INSERT per entry, synchronous_commit=on).
@@ -264,8 +277,26 @@ pub fn main() -> ExitCode {
                     files,
                     frames,
                     threads,
+                    labelled,
+                    venv,
+                    no_dlib,
                 },
-        } => recognize::bench(&files, frames, threads.unwrap_or_else(cpus)),
+        } => {
+            let options = bench_recognize::Options {
+                photos: files,
+                iterations: frames,
+                threads: threads.unwrap_or_else(cpus),
+                labelled,
+                venv: (!no_dlib).then(|| venv.unwrap_or_else(bench_recognize::default_venv)),
+            };
+            match bench_recognize::run(&options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("invigil: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Bench {
             what:
                 Bench::Hub {

@@ -1,13 +1,10 @@
-//! `invigil recognize` (list faces, or compare two images) and
-//! `invigil bench recognize` (per-frame latency and throughput).
+//! `invigil recognize`: list faces, or compare two images.
 
-use crate::recognize::{Face, Pool, Range, RecognizeError, Recognizer, Verification};
+use crate::recognize::{Backend, Face, Range, RecognizeError, Recognizer, Verification};
 use image::RgbImage;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 const EXIT_USAGE: u8 = 2;
 
@@ -16,8 +13,18 @@ struct FacesAnswer<'a> {
     faces: &'a [Face],
 }
 
-fn load_models() -> Result<Recognizer, ExitCode> {
-    Recognizer::embedded().map_err(|e| {
+/// The models on the engine RECOGNIZER_BACKEND and ORT_DYLIB_PATH select
+/// (ONNX Runtime when its library is found, else tract).
+pub(super) fn load_models(threads: usize) -> Result<Recognizer, ExitCode> {
+    let backend = match std::env::var("RECOGNIZER_BACKEND") {
+        Ok(raw) => raw.parse().map_err(|e| {
+            eprintln!("invigil: RECOGNIZER_BACKEND: {e}");
+            ExitCode::from(EXIT_USAGE)
+        })?,
+        Err(_) => Backend::Auto,
+    };
+    let library = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
+    Recognizer::with_backend(backend, library.as_deref(), threads).map_err(|e| {
         eprintln!("invigil: cannot load the recognition models: {e}");
         ExitCode::FAILURE
     })
@@ -40,7 +47,7 @@ pub fn run(files: &[PathBuf], json: bool) -> ExitCode {
         eprintln!("invigil: give one image to list its faces, or two to compare them");
         return ExitCode::from(EXIT_USAGE);
     }
-    let recognizer = match load_models() {
+    let recognizer = match load_models(1) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -131,98 +138,4 @@ fn compare(
         );
     }
     Ok(())
-}
-
-/// Times detect + align + embed on 640×480 frames made from `files`: one
-/// thread for latency, then `threads` workers for throughput.
-pub fn bench(files: &[PathBuf], iterations: usize, threads: usize) -> ExitCode {
-    if files.is_empty() {
-        eprintln!("invigil: give one or more photos to build 640×480 frames from");
-        return ExitCode::from(EXIT_USAGE);
-    }
-    let recognizer = match load_models() {
-        Ok(r) => Arc::new(r),
-        Err(code) => return code,
-    };
-    let mut frames = Vec::new();
-    for path in files {
-        match read_image(&recognizer, path) {
-            Ok(img) => frames.push(to_frame(&img, 640, 480)),
-            Err(code) => return code,
-        }
-    }
-    let iterations = iterations.max(1);
-    let one = |r: &Recognizer, frame: &RgbImage| -> Result<usize, RecognizeError> {
-        let faces = r.detect(frame, Range::Near)?;
-        let crops = r.aligned(frame, &faces);
-        Ok(r.embed_aligned(&crops)?.len())
-    };
-    // Warm-up: first runs allocate the plans' buffers.
-    for frame in &frames {
-        if let Err(e) = one(&recognizer, frame) {
-            eprintln!("invigil: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    let mut times = Vec::with_capacity(iterations);
-    let mut faces = 0;
-    for i in 0..iterations {
-        let frame = &frames[i % frames.len()];
-        let t = Instant::now();
-        faces += one(&recognizer, frame).unwrap_or(0);
-        times.push(t.elapsed());
-    }
-    times.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let mean = times.iter().map(|d| ms(*d)).sum::<f64>() / times.len() as f64;
-    let pool = match Pool::new(Arc::clone(&recognizer), threads, iterations) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("invigil: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let start = Instant::now();
-    let receivers: Vec<_> = (0..iterations)
-        .filter_map(|i| {
-            let frame = frames[i % frames.len()].clone();
-            pool.submit(move |r| one(r, &frame)).ok()
-        })
-        .collect();
-    let done = receivers
-        .into_iter()
-        .map(|rx| rx.blocking_recv())
-        .filter(|r| matches!(r, Ok(Ok(_))))
-        .count();
-    let elapsed = start.elapsed().as_secs_f64();
-    println!("engine            {}", recognizer.engine());
-    println!("frames            {iterations} × 640×480, {faces} faces embedded");
-    println!(
-        "latency, 1 thread mean {mean:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
-        ms(times[times.len() / 2]),
-        ms(times[(times.len() * 95 / 100).min(times.len() - 1)])
-    );
-    println!(
-        "throughput        {:.1} frames/s on {threads} threads",
-        done as f64 / elapsed
-    );
-    ExitCode::SUCCESS
-}
-
-/// Fits `image` into a black `width`×`height` frame, as a webcam would show it.
-fn to_frame(image: &RgbImage, width: u32, height: u32) -> RgbImage {
-    let scale = (width as f32 / image.width() as f32).min(height as f32 / image.height() as f32);
-    let (w, h) = (
-        ((image.width() as f32 * scale) as u32).max(1),
-        ((image.height() as f32 * scale) as u32).max(1),
-    );
-    let resized = image::imageops::resize(image, w, h, image::imageops::FilterType::Triangle);
-    let mut frame = RgbImage::new(width, height);
-    image::imageops::overlay(
-        &mut frame,
-        &resized,
-        i64::from((width - w) / 2),
-        i64::from((height - h) / 2),
-    );
-    frame
 }

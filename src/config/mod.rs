@@ -159,6 +159,12 @@ pub struct Config {
     pub backup_to: Option<Secret>,
     pub recognizer_uri: Option<MultiHostUri>,
     pub api_key: Option<Secret>,
+    /// Which engine runs the recognition models.
+    pub recognizer_backend: crate::recognize::Backend,
+    /// ONNX Runtime library (`ORT_DYLIB_PATH`); else the packaged one.
+    pub ort_library: Option<PathBuf>,
+    /// Recognition jobs running or waiting before `/recognize` answers 429.
+    pub recognizer_queue: usize,
     pub turn_uri: Option<MultiHostUri>,
     pub turn_port: u16,
     pub turn_user: Option<(String, Secret)>,
@@ -481,6 +487,24 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
             .ok()
     });
     let api_key = c.secret("API_KEY");
+    let recognizer_backend = c
+        .raw("RECOGNIZER_BACKEND")
+        .map(|raw| {
+            raw.parse().unwrap_or_else(|e: String| {
+                c.error("RECOGNIZER_BACKEND", e);
+                crate::recognize::Backend::Auto
+            })
+        })
+        .unwrap_or_default();
+    let recognizer_queue = c.number("RECOGNIZER_QUEUE", threads as u64 * 4, 1, 100_000) as usize;
+    let ort_library = c
+        .path("ORT_DYLIB_PATH")
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = &ort_library
+        && !p.is_file()
+    {
+        c.error("ORT_DYLIB_PATH", format!("{} is not a file", p.display()));
+    }
     if api_key
         .as_ref()
         .is_some_and(|k| k.expose().eq_ignore_ascii_case("secret"))
@@ -616,6 +640,9 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         backup_to,
         recognizer_uri,
         api_key,
+        recognizer_backend,
+        ort_library,
+        recognizer_queue,
         turn_uri,
         turn_port,
         turn_user,

@@ -262,6 +262,24 @@ pub const VARS: &[Var] = &[
         "key required by this instance's /recognize endpoint",
     ),
     used(
+        "RECOGNIZER_BACKEND",
+        Some("auto"),
+        false,
+        "engine of the face models: auto (ONNX Runtime when its library is found, else tract), tract, ort",
+    ),
+    used(
+        "RECOGNIZER_QUEUE",
+        Some("4 × THREADS"),
+        false,
+        "recognition jobs running or waiting before /recognize answers 429 with Retry-After",
+    ),
+    used(
+        "ORT_DYLIB_PATH",
+        None,
+        false,
+        "ONNX Runtime library; default: /usr/lib/invigil/libonnxruntime.so when present",
+    ),
+    used(
         "TURN_URI",
         None,
         true,

@@ -45,6 +45,14 @@ pub enum RecognizeError {
         message: String,
     },
 
+    /// A machine-readable zone that is malformed or fails a check digit.
+    #[error("machine-readable zone: {0}")]
+    Mrz(String),
+
+    /// The ONNX Runtime library asked for cannot be used.
+    #[error("ONNX Runtime library {path}: {message}")]
+    Library { path: String, message: String },
+
     /// The recognition queue is full; the caller should retry later.
     #[error("recognition is busy: {queued} requests are already waiting (limit {limit})")]
     Busy { queued: usize, limit: usize },
@@ -77,6 +85,8 @@ impl RecognizeError {
             RecognizeError::Corrupt(_) => "corrupt_image",
             RecognizeError::NoFace { .. } => "no_face",
             RecognizeError::Model { .. } => "model_error",
+            RecognizeError::Library { .. } => "model_error",
+            RecognizeError::Mrz(_) => "invalid_mrz",
             RecognizeError::Busy { .. } => "busy",
             RecognizeError::Io { .. } => "io_error",
         }

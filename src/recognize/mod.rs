@@ -1,6 +1,7 @@
 //! Face recognition, offline: BlazeFace detection, four-point alignment,
 //! MobileFaceNet embeddings and verification, on models shipped inside the
-//! binary and run by an [`Engine`] (tract by default).
+//! binary and run by an [`Engine`]: ONNX Runtime when its library is
+//! installed, tract (pure Rust, always there) otherwise.
 //!
 //! The proctoring metrics use it as follows: c2 (no face) and c3 (several
 //! faces) come from [`Recognizer::presence`], c4 (not the profile photo's
@@ -8,23 +9,31 @@
 
 mod align;
 mod anchors;
+mod backend;
 mod decode;
 mod detect;
 mod embed;
 mod engine;
 mod error;
+pub mod liveness;
+pub mod mrz;
 mod nms;
+mod ort;
 mod pool;
+mod service;
 mod tract;
 mod verify;
 
 pub use align::{ALIGNED_SIZE, Similarity, TEMPLATE, align};
+pub use backend::{Backend, engine, ort_library};
 pub use decode::{DecodeLimits, decode};
 pub use detect::{BoundingBox, DetectOptions, Face, Keypoints, Suppression};
 pub use embed::{DIM, Embedding};
 pub use engine::{Engine, ModelKind, Network, Tensor};
 pub use error::{RecognizeError, Result};
+pub use ort::{OrtEngine, PACKAGED_LIBRARY};
 pub use pool::Pool;
+pub use service::Service;
 pub use tract::TractEngine;
 pub use verify::{THRESHOLD, Verification};
 
@@ -74,6 +83,16 @@ impl Recognizer {
     /// The embedded models on the embedded tract engine.
     pub fn embedded() -> Result<Self> {
         Self::with_engine(&TractEngine)
+    }
+
+    /// The embedded models on the engine `backend` selects (see
+    /// [`engine`]); `threads` is how many workers will share it.
+    pub fn with_backend(
+        backend: Backend,
+        library: Option<&std::path::Path>,
+        threads: usize,
+    ) -> Result<Self> {
+        Self::with_engine(engine(backend, library, threads)?.as_ref())
     }
 
     /// The embedded models on `engine`.

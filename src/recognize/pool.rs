@@ -82,9 +82,12 @@ impl Pool {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let recognizer = Arc::clone(&self.recognizer);
         self.pool.spawn(move || {
-            let _slot = slot;
+            let result = job(&recognizer);
+            // The slot is free before the caller hears back, so a caller
+            // that submits again right after its answer is not refused.
+            drop(slot);
             // The receiver may have given up; the result is then dropped.
-            let _ = tx.send(job(&recognizer));
+            let _ = tx.send(result);
         });
         Ok(rx)
     }

@@ -33,6 +33,12 @@ pub const TABLE: &[(&str, StatusCode)] = &[
     ("unprocessable", StatusCode::UNPROCESSABLE_ENTITY),
     ("invalid_field", StatusCode::UNPROCESSABLE_ENTITY),
     ("password_rejected", StatusCode::UNPROCESSABLE_ENTITY),
+    ("unsupported_image", StatusCode::UNPROCESSABLE_ENTITY),
+    ("corrupt_image", StatusCode::UNPROCESSABLE_ENTITY),
+    ("image_too_small", StatusCode::UNPROCESSABLE_ENTITY),
+    ("no_face", StatusCode::UNPROCESSABLE_ENTITY),
+    ("invalid_mrz", StatusCode::UNPROCESSABLE_ENTITY),
+    ("image_too_large", StatusCode::PAYLOAD_TOO_LARGE),
     ("locked", StatusCode::LOCKED),
     ("too_many_requests", StatusCode::TOO_MANY_REQUESTS),
     ("internal", StatusCode::INTERNAL_SERVER_ERROR),
@@ -163,6 +169,22 @@ impl From<crate::proctoring::bundle::BundleError> for ApiError {
             // to investigate; say so rather than hide it behind a 500.
             B::Chain(_) => ApiError::new("conflict", e.to_string()),
             other => ApiError::internal("storage_error", other),
+        }
+    }
+}
+
+impl From<crate::recognize::RecognizeError> for ApiError {
+    fn from(e: crate::recognize::RecognizeError) -> Self {
+        use crate::recognize::RecognizeError as R;
+        match e {
+            R::Busy { .. } => ApiError {
+                code: "too_many_requests",
+                message: e.to_string(),
+                // A job takes well under a second; one second spreads retries.
+                retry_after: Some(1),
+            },
+            R::Model { .. } | R::Library { .. } | R::Io { .. } => ApiError::internal("internal", e),
+            other => ApiError::new(other.code(), other.to_string()),
         }
     }
 }

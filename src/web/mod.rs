@@ -8,6 +8,7 @@ pub mod headers;
 pub mod metrics;
 pub mod prefixed;
 pub mod range;
+pub mod recognize;
 pub mod serve;
 
 use assets::Assets;
@@ -48,6 +49,8 @@ pub struct WebState {
     pub objects: crate::objects::Objects,
     /// Signs evidence bundles.
     pub evidence: Arc<crate::proctoring::bundle::Signer>,
+    /// `POST /recognize`.
+    pub recognition: recognize::Endpoint,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in
@@ -57,6 +60,7 @@ pub fn router(state: Arc<WebState>, extra: Router<Arc<WebState>>) -> Router {
     Router::new()
         .route("/ping", get(ping))
         .route("/metrics", get(prometheus))
+        .route("/recognize", axum::routing::post(recognize::recognize))
         .route("/api", get(api_not_found))
         .route("/api/{*rest}", get(api_not_found).post(api_not_found))
         .route("/", get(static_file))

@@ -17,6 +17,8 @@ mod objects;
 mod openapi;
 mod package;
 mod recognize;
+mod recognize_http;
+mod recognize_ort;
 mod rest;
 mod sessions;
 mod turn;
