@@ -98,8 +98,8 @@ enum Command {
     /// Write a session's signed evidence bundle from DATA_DIR (server
     /// stopped), or print the signing key with --show-key.
     Export {
-        /// The session's id.
-        #[arg(required_unless_present = "show_key")]
+        /// The session's id (ids may begin with `-`).
+        #[arg(required_unless_present = "show_key", allow_hyphen_values = true)]
         session: Option<String>,
         /// The bundle file (a tar archive).
         #[arg(long, value_name = "FILE", required_unless_present = "show_key")]
