@@ -6,7 +6,9 @@ pub mod live;
 pub mod metrics;
 pub mod protocol;
 pub mod sessions;
+pub mod snapshots;
 pub mod templates;
+pub mod uploads;
 
 /// Errors of the proctoring domain.
 #[derive(Debug, thiserror::Error)]

@@ -51,6 +51,10 @@ pub const SESSION_TIMERS: Tree = Tree("session_timers");
 pub const PROTOCOL: Tree = Tree("protocol");
 /// Append-only audit log.
 pub const AUDIT: Tree = Tree("audit");
+/// Resumable evidence uploads: `u/` records and `c/` chunks keyed by host,
+/// session and upload (a session's uploads are one prefix scan), `x/` the
+/// expiry index of incomplete ones.
+pub const UPLOADS: Tree = Tree("uploads");
 
 /// Every tree, in the order backends create them. Add new trees here too.
 pub const ALL: &[Tree] = &[
@@ -65,6 +69,7 @@ pub const ALL: &[Tree] = &[
     SESSION_TIMERS,
     PROTOCOL,
     AUDIT,
+    UPLOADS,
 ];
 
 #[cfg(test)]

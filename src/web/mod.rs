@@ -40,6 +40,8 @@ pub struct WebState {
     pub accounts: Arc<crate::auth::Accounts>,
     /// The live hub behind `/api/v1/ws`.
     pub hub: Arc<crate::realtime::Hub>,
+    /// Evidence uploads and their objects.
+    pub uploads: Arc<crate::proctoring::uploads::Uploads>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

@@ -13,3 +13,5 @@ mod recognize;
 mod rest;
 mod sessions;
 mod turn;
+mod upload_crash;
+mod uploads;

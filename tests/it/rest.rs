@@ -7,23 +7,29 @@ use serde_json::{Value, json};
 
 /// REST calls as a browser on the daemon's own origin makes them.
 pub struct Rest {
-    http: reqwest::Client,
+    pub http: reqwest::Client,
     pub base: String,
 }
 
 impl Rest {
     pub fn new(d: &Daemon) -> Rest {
-        let root = reqwest::Certificate::from_pem(&self_signed_pem(&d.data_dir)).unwrap();
+        Rest::at(&d.data_dir, d.running.https_addr)
+    }
+
+    /// For a daemon started some other way (the binary), by its data
+    /// directory and address.
+    pub fn at(data_dir: &std::path::Path, addr: std::net::SocketAddr) -> Rest {
+        let root = reqwest::Certificate::from_pem(&self_signed_pem(data_dir)).unwrap();
         let http = reqwest::Client::builder()
             .tls_built_in_root_certs(false)
             .add_root_certificate(root)
-            .resolve("localhost", d.running.https_addr)
+            .resolve("localhost", addr)
             .http1_only()
             .build()
             .unwrap();
         Rest {
             http,
-            base: format!("https://localhost:{}", d.running.https_addr.port()),
+            base: format!("https://localhost:{}", addr.port()),
         }
     }
 

@@ -8,6 +8,7 @@ mod admin;
 mod manager;
 pub mod openapi;
 mod sessions;
+mod uploads;
 mod ws;
 
 use super::error::ApiError;
@@ -48,6 +49,8 @@ pub struct Route {
     pub access: Access,
     /// The JSON body it takes, for the OpenAPI document.
     pub body: Option<BodySchema>,
+    /// Its successful answers are not JSON (tus, media).
+    pub raw: bool,
     handler: MethodRouter<Arc<WebState>>,
 }
 
@@ -66,6 +69,12 @@ impl Route {
         self.body = Some(schema_of::<T>);
         self
     }
+
+    /// Marks a route whose successful answers are not JSON.
+    fn raw(mut self) -> Self {
+        self.raw = true;
+        self
+    }
 }
 
 fn route(
@@ -79,6 +88,7 @@ fn route(
         path,
         access,
         body: None,
+        raw: false,
         handler,
     }
 }
@@ -89,6 +99,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(admin::routes());
     all.extend(manager::routes());
     all.extend(sessions::routes());
+    all.extend(uploads::routes());
     all.extend(ws::routes());
     all.push(route(
         Method::GET,

@@ -44,6 +44,9 @@ pub fn document() -> Value {
             "default": { "description": "refused; see `error` for the stable code",
                          "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
         });
+        if r.raw {
+            responses["2XX"] = json!({ "description": "done (tus headers or media, not JSON)" });
+        }
         if r.path == "/api/v1/auth/jwt" && r.method == http::Method::GET {
             responses["3XX"] = json!({ "description": "signed in; redirected to the front page" });
         }

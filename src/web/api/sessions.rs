@@ -151,7 +151,11 @@ async fn update_template(
 /// Finds a session the caller may see (the one rule in
 /// [`access::standing`]); anything else is "not found", so that nobody
 /// learns which sessions exist.
-fn visible(state: &WebState, ctx: &Ctx, id: &str) -> Result<(Session, Standing), ApiError> {
+pub(super) fn visible(
+    state: &WebState,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<(Session, Standing), ApiError> {
     let store = state.accounts.store.as_ref();
     let missing = || ApiError::not_found(format!("session {id} not found"));
     let s = sessions::get(store, &ctx.host.id, id).map_err(|_| missing())?;
