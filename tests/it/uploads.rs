@@ -318,8 +318,9 @@ async fn tus_uploads_chunks_durably_and_plays_them_back_with_ranges() {
     // curl, as any HTTP client would seek.
     let cert = e.d.data_dir.join("tls/self-signed.crt");
     let port = e.d.running.https_addr.port();
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--fail", "--cacert"])
+    // The daemon runs on this test's thread: curl must be awaited, not waited for.
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
         .arg(&cert)
         .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
         .args(["-r", "2-7", "-H"])
@@ -327,6 +328,7 @@ async fn tus_uploads_chunks_durably_and_plays_them_back_with_ranges() {
         .args(["-D", "-"])
         .arg(format!("{}{play}", e.c.base))
         .output()
+        .await
         .expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
