@@ -10,7 +10,6 @@ use invigil::objects::Objects;
 use invigil::proctoring::protocol;
 use invigil::proctoring::uploads::{Settings, Uploads};
 use rand::Rng;
-use reqwest::Method;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,16 +30,19 @@ fn data(n: usize, from: u64, len: u64) -> Vec<u8> {
 struct Acked {
     upload: String,
     offset: u64,
+    size: u64,
     sha256: String,
 }
 
-/// One upload in progress: its path and number.
+/// One upload in progress: its path and the number its bytes derive from.
 #[derive(Clone)]
 struct Open {
     n: usize,
     path: String,
 }
 
+/// Sends chunks until a request fails (the server was killed); returns the
+/// upload in progress so that the next round resumes it.
 async fn upload_until_killed(
     c: Arc<Rest>,
     cookie: String,
@@ -49,78 +51,102 @@ async fn upload_until_killed(
     n: usize,
     acked: Arc<Mutex<Vec<Acked>>>,
 ) -> Option<Open> {
-    loop {
-        let current = match open.clone() {
-            Some(o) => o,
-            None => {
-                let r = c
-                    .http
-                    .post(format!("{}/api/v1/sessions/{session}/uploads", c.base))
-                    .header("origin", &c.base)
-                    .header("cookie", format!("__Host-invigil={cookie}"))
-                    .header("tus-resumable", "1.0.0")
-                    .header("upload-length", LENGTH)
-                    .header("upload-metadata", "kind d2ViY2Ft")
-                    .send()
-                    .await
-                    .ok()?;
-                let path = r.headers().get("location")?.to_str().ok()?.to_string();
-                let o = Open { n, path };
-                open = Some(o.clone());
-                o
-            }
-        };
-        let url = format!("{}{}", c.base, current.path);
-        let head = c
-            .http
-            .head(&url)
-            .header("cookie", format!("__Host-invigil={cookie}"))
-            .header("tus-resumable", "1.0.0")
-            .send()
-            .await
-            .ok()?;
-        let offset: u64 = head
-            .headers()
-            .get("upload-offset")?
-            .to_str()
-            .ok()?
-            .parse()
-            .ok()?;
-        if offset == LENGTH {
-            open = None;
-            continue;
+    while one_chunk(&c, &cookie, &session, &mut open, n, &acked)
+        .await
+        .is_some()
+    {}
+    open
+}
+
+async fn one_chunk(
+    c: &Rest,
+    cookie: &str,
+    session: &str,
+    open: &mut Option<Open>,
+    n: usize,
+    acked: &Mutex<Vec<Acked>>,
+) -> Option<()> {
+    let current = match open.clone() {
+        Some(o) => o,
+        None => {
+            let r = c
+                .http
+                .post(format!("{}/api/v1/sessions/{session}/uploads", c.base))
+                .header("origin", &c.base)
+                .header("cookie", format!("__Host-invigil={cookie}"))
+                .header("tus-resumable", "1.0.0")
+                .header("upload-length", LENGTH)
+                .header("upload-metadata", "kind d2ViY2Ft")
+                .send()
+                .await
+                .ok()?;
+            let path = r.headers().get("location")?.to_str().ok()?.to_string();
+            let o = Open { n, path };
+            *open = Some(o.clone());
+            o
         }
-        let len = rand::rng().random_range(8_000..64_000).min(LENGTH - offset);
-        let chunk = data(current.n, offset, len);
-        let sha256 = hex::encode(Sha256::digest(&chunk));
-        let r = c
-            .http
-            .patch(&url)
-            .header("origin", &c.base)
-            .header("cookie", format!("__Host-invigil={cookie}"))
-            .header("tus-resumable", "1.0.0")
-            .header("content-type", "application/offset+octet-stream")
-            .header("upload-offset", offset)
-            .body(chunk)
-            .send()
-            .await
-            .ok()?;
-        if r.status() == 204 {
-            let id = current
-                .path
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            acked.lock().unwrap().push(Acked {
-                upload: id,
-                offset,
-                sha256,
-            });
-        } else {
-            panic!("PATCH answered {}", r.status());
-        }
+    };
+    let id = current
+        .path
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let url = format!("{}{}", c.base, current.path);
+    let head = c
+        .http
+        .head(&url)
+        .header("cookie", format!("__Host-invigil={cookie}"))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .ok()?;
+    let offset: u64 = head
+        .headers()
+        .get("upload-offset")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    let acked_end = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.upload == id)
+        .map(|a| a.offset + a.size)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        offset >= acked_end,
+        "upload {id} is at {offset}, but {acked_end} was acknowledged"
+    );
+    if offset == LENGTH {
+        *open = None;
+        return Some(());
     }
+    let len = rand::rng().random_range(8_000..64_000).min(LENGTH - offset);
+    let chunk = data(current.n, offset, len);
+    let sha256 = hex::encode(Sha256::digest(&chunk));
+    let r = c
+        .http
+        .patch(&url)
+        .header("origin", &c.base)
+        .header("cookie", format!("__Host-invigil={cookie}"))
+        .header("tus-resumable", "1.0.0")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", offset)
+        .body(chunk)
+        .send()
+        .await
+        .ok()?;
+    assert_eq!(r.status(), 204, "PATCH of {id} at {offset}");
+    acked.lock().unwrap().push(Acked {
+        upload: id,
+        offset,
+        size: len,
+        sha256,
+    });
+    Some(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,8 +174,13 @@ async fn acknowledged_chunks_survive_kill_9_during_parallel_uploads() {
         let c = Arc::new(Rest::at(&data_dir, server.https));
         let mut tasks = Vec::new();
         for slot in open.iter_mut() {
-            let n = next_n;
-            next_n += 1;
+            let n = slot.as_ref().map_or_else(
+                || {
+                    next_n += 1;
+                    next_n
+                },
+                |o| o.n,
+            );
             tasks.push(tokio::spawn(upload_until_killed(
                 c.clone(),
                 ann.clone(),
@@ -226,5 +257,4 @@ async fn acknowledged_chunks_survive_kill_9_during_parallel_uploads() {
         acked.len(),
         listed.len()
     );
-    let _ = Method::GET;
 }
