@@ -3,6 +3,7 @@
 
 mod banner;
 mod ca;
+mod ingest;
 mod recognize;
 
 use crate::config::{Config, Loaded, LogFormat};
@@ -82,6 +83,22 @@ enum Bench {
         /// `udp`, `tcp` or both.
         #[arg(long, value_delimiter = ',', default_value = "udp,tcp")]
         transports: Vec<String>,
+    },
+    /// Recording ingest over TLS with durable acknowledgements against
+    /// `dd oflag=dsync` writing the same bytes to the same disk.
+    Ingest {
+        /// Megabytes per run.
+        #[arg(long, default_value_t = 64)]
+        mb: u64,
+        /// Chunk (and dd block) size in KiB.
+        #[arg(long, default_value_t = 1024)]
+        chunk_kb: u64,
+        /// Concurrent uploads (and dd processes).
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        parallel: Vec<usize>,
+        /// Directory on the disk to measure (default: the current one).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Detect + align + embed per 640×480 frame built from the given photos.
     Recognize {
@@ -174,6 +191,20 @@ pub fn main() -> ExitCode {
                     threads,
                 },
         } => recognize::bench(&files, frames, threads.unwrap_or_else(cpus)),
+        Command::Bench {
+            what:
+                Bench::Ingest {
+                    mb,
+                    chunk_kb,
+                    parallel,
+                    dir,
+                },
+        } => ingest::run(ingest::Options {
+            mb,
+            chunk_kb,
+            parallel,
+            dir,
+        }),
         Command::Ca(command) => ca::ca(cli.env_file, command),
     }
 }

@@ -181,7 +181,7 @@ async fn bad_chunks_are_refused_and_leave_nothing() {
     assert!(
         f.uploads
             .objects()
-            .list(&s.object_prefix().trim_end_matches('/').to_string())
+            .list(s.object_prefix().trim_end_matches('/'))
             .await
             .unwrap()
             .is_empty()

@@ -90,9 +90,10 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-fn check_version(h: &HeaderMap) -> Result<(), Response> {
+/// The 412 answer for a request in another tus version (or none).
+fn version_refused(h: &HeaderMap) -> Option<Response> {
     match header_str(h, "tus-resumable") {
-        Some(TUS_VERSION) => Ok(()),
+        Some(TUS_VERSION) => None,
         other => {
             let mut r = tus_error(ApiError::new(
                 "tus_version_unsupported",
@@ -103,7 +104,7 @@ fn check_version(h: &HeaderMap) -> Result<(), Response> {
             ));
             r.headers_mut()
                 .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-            Err(r)
+            Some(r)
         }
     }
 }
@@ -229,7 +230,7 @@ async fn create(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     let result = async {
@@ -289,7 +290,7 @@ async fn status(
     Path((id, upload)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     let result = async {
@@ -325,7 +326,7 @@ async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     let checked = async {
@@ -389,7 +390,7 @@ async fn terminate(
     Path((id, upload)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     let result = async {
