@@ -241,14 +241,18 @@ async fn setup(http: &Http) -> Result<(String, String)> {
         .await?;
     let session: serde_json::Value = serde_json::from_slice(&created.body)?;
     let id = session["id"].as_str().context("session id")?.to_string();
-    http.json(
-        Method::POST,
-        &format!("/api/v1/sessions/{id}/start"),
-        &student,
-        serde_json::json!({}),
-        200,
-    )
-    .await?;
+    let started = http
+        .send(
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/start"),
+            &student,
+            &[],
+            Bytes::new(),
+        )
+        .await?;
+    if started.status != StatusCode::OK {
+        bail!("starting the session answered {}", started.status);
+    }
     Ok((id, student))
 }
 
