@@ -38,6 +38,9 @@ use tokio::sync::Notify;
 /// the store closing this keeps exit well inside systemd's and CI's 5 s.
 pub const GRACE: Duration = Duration::from_secs(3);
 
+/// Snapshots waiting for face analysis; more are stored but not analysed.
+const SNAPSHOT_QUEUE: usize = 64;
+
 /// How often the local CA's server certificate is checked for renewal.
 const LOCAL_CA_CHECK: Duration = Duration::from_secs(60 * 60);
 
@@ -207,6 +210,17 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         )?),
         api_key: config.api_key.clone(),
     };
+    let (snapshot_queue, snapshot_jobs) = crate::proctoring::snapshots::queue(SNAPSHOT_QUEUE);
+    let snapshot_stats = snapshot_queue.stats();
+    let uploads = Arc::new(crate::proctoring::uploads::Uploads::new(
+        store.clone(),
+        objects.clone(),
+        crate::proctoring::uploads::Settings {
+            max_chunk: config.upload_limit_bytes,
+            expires: config.upload_expires,
+        },
+        Some(snapshot_queue),
+    ));
     let state = Arc::new(WebState {
         version: VERSION,
         tls_mode: checked.tls_mode,
@@ -240,6 +254,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             instance: crate::proctoring::bundle::Instance::new(&config.manager_host),
         }),
         recognition,
+        uploads: uploads.clone(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {
@@ -358,6 +373,19 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
     tasks.spawn(
         "webhook-delivery",
         webhooks::run(store.clone(), config.webhook_retry_after, signal),
+    );
+    let signal = tasks.shutdown_signal();
+    tasks.spawn("upload-expiry", expire_uploads(uploads, signal));
+    let signal = tasks.shutdown_signal();
+    tasks.spawn(
+        "snapshot-analysis",
+        crate::proctoring::snapshots::run(
+            snapshot_jobs,
+            Arc::new(crate::proctoring::snapshots::FaceCounter::default()),
+            store.clone(),
+            snapshot_stats,
+            signal.requested(),
+        ),
     );
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
@@ -498,6 +526,27 @@ async fn watchdog(interval: Duration, signal: tasks::Shutdown) {
             _ = every.tick() => {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             }
+            () = &mut stop => return,
+        }
+    }
+}
+
+/// Removes incomplete uploads whose `UPLOAD_EXPIRES` ran out, once a minute
+/// (and at start, for those that ran out while invigil was down).
+async fn expire_uploads(
+    uploads: Arc<crate::proctoring::uploads::Uploads>,
+    signal: tasks::Shutdown,
+) {
+    let stop = signal.requested();
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => match uploads.expire(crate::auth::now_secs()).await {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "incomplete uploads removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("removing expired uploads failed: {e}"),
+            },
             () = &mut stop => return,
         }
     }

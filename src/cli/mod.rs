@@ -9,6 +9,7 @@ mod ca;
 mod doctor;
 mod generate;
 mod hub_bench;
+mod ingest;
 mod evidence;
 mod recognize;
 
@@ -169,7 +170,22 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         chat_every: u64,
     },
-    /// Detect + align + embed per 640×480 frame built from the given photos.
+    /// Recording ingest over TLS with durable acknowledgements against
+    /// `dd oflag=dsync` writing the same bytes to the same disk.
+    Ingest {
+        /// Megabytes per run.
+        #[arg(long, default_value_t = 64)]
+        mb: u64,
+        /// Chunk (and dd block) size in KiB.
+        #[arg(long, default_value_t = 1024)]
+        chunk_kb: u64,
+        /// Concurrent uploads (and dd processes).
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        parallel: Vec<usize>,
+        /// Directory on the disk to measure (default: the current one).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Detect + align + embed per 640×480 frame built from the given photos
     /// and per full photo, on tract and ONNX Runtime, against dlib's
     /// face_recognition (installed into a cached venv on first use).
@@ -320,6 +336,20 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench {
+            what:
+                Bench::Ingest {
+                    mb,
+                    chunk_kb,
+                    parallel,
+                    dir,
+                },
+        } => ingest::run(ingest::Options {
+            mb,
+            chunk_kb,
+            parallel,
+            dir,
+        }),
         Command::Ca(command) => ca::ca(cli.env_file, command),
         Command::Backup {
             command: Some(BackupCommand::Verify { from, stamp }),

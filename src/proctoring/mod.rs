@@ -11,8 +11,10 @@ pub mod metrics;
 pub mod protocol;
 pub mod reports;
 pub mod sessions;
+pub mod snapshots;
 pub mod templates;
 pub mod webhooks;
+pub mod uploads;
 
 /// Errors of the proctoring domain.
 #[derive(Debug, thiserror::Error)]

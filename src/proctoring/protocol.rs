@@ -19,6 +19,8 @@ pub enum Kind {
     Chat,
     FaceCheck,
     Action,
+    /// A durably stored evidence chunk, or the removal of an incomplete upload.
+    Upload,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::Chat => "chat",
             Kind::FaceCheck => "face_check",
             Kind::Action => "action",
+            Kind::Upload => "upload",
         }
     }
 }

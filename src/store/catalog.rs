@@ -55,6 +55,10 @@ pub const AUDIT: Tree = Tree("audit");
 pub const ATTACHMENTS: Tree = Tree("attachments");
 /// Webhook outbox: `o/` pending messages, `d/` given up.
 pub const WEBHOOKS: Tree = Tree("webhooks");
+/// Resumable evidence uploads: `u/` records and `c/` chunks keyed by host,
+/// session and upload (a session's uploads are one prefix scan), `x/` the
+/// expiry index of incomplete ones.
+pub const UPLOADS: Tree = Tree("uploads");
 
 /// Every tree, in the order backends create them. Add new trees here too.
 pub const ALL: &[Tree] = &[
@@ -71,6 +75,7 @@ pub const ALL: &[Tree] = &[
     AUDIT,
     ATTACHMENTS,
     WEBHOOKS,
+    UPLOADS,
 ];
 
 #[cfg(test)]

@@ -8,6 +8,13 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Serialize;
 
+/// tus's checksum extension answers a chunk whose checksum does not match
+/// with this (unregistered) status.
+const CHECKSUM_MISMATCH: StatusCode = match StatusCode::from_u16(460) {
+    Ok(s) => s,
+    Err(_) => panic!("460 is a valid status"),
+};
+
 /// Every stable error code with its status. Integrators match on the code.
 pub const TABLE: &[(&str, StatusCode)] = &[
     ("bad_request", StatusCode::BAD_REQUEST),
@@ -25,6 +32,10 @@ pub const TABLE: &[(&str, StatusCode)] = &[
     ("unknown_host", StatusCode::NOT_FOUND),
     ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
     ("conflict", StatusCode::CONFLICT),
+    ("offset_mismatch", StatusCode::CONFLICT),
+    ("upload_expired", StatusCode::GONE),
+    ("tus_version_unsupported", StatusCode::PRECONDITION_FAILED),
+    ("checksum_mismatch", CHECKSUM_MISMATCH),
     ("illegal_transition", StatusCode::CONFLICT),
     ("session_not_open", StatusCode::CONFLICT),
     ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),

@@ -51,6 +51,8 @@ pub struct WebState {
     pub evidence: Arc<crate::proctoring::bundle::Signer>,
     /// `POST /recognize`.
     pub recognition: recognize::Endpoint,
+    /// Evidence uploads and their objects.
+    pub uploads: Arc<crate::proctoring::uploads::Uploads>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

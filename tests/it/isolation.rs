@@ -67,6 +67,23 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("GET", "/api/v1/reports/sessions.csv"), "staff"),
         (("GET", "/api/v1/webhooks"), "admin"),
         (("POST", "/api/v1/webhooks/secret"), "admin"),
+        (("OPTIONS", "/api/v1/sessions/{id}/uploads"), "public"),
+        (("POST", "/api/v1/sessions/{id}/uploads"), "signed"),
+        (("GET", "/api/v1/sessions/{id}/uploads"), "staff"),
+        (("HEAD", "/api/v1/sessions/{id}/uploads/{upload}"), "signed"),
+        (
+            ("PATCH", "/api/v1/sessions/{id}/uploads/{upload}"),
+            "signed",
+        ),
+        (
+            ("DELETE", "/api/v1/sessions/{id}/uploads/{upload}"),
+            "signed",
+        ),
+        (
+            ("GET", "/api/v1/sessions/{id}/recordings/{upload}"),
+            "staff",
+        ),
+        (("GET", "/api/v1/sessions/{id}/snapshots/{upload}"), "staff"),
     ]
     .into_iter()
     .collect();
@@ -220,7 +237,10 @@ async fn isolation_matrix_over_every_route_role_and_owner() {
                 let body =
                     (r.method != Method::GET && r.method != Method::DELETE).then(|| json!({}));
                 let a = api.call(r.method.clone(), &path, host, auth, body).await;
-                let denied = DENIALS.contains(&a.code());
+                // HEAD answers carry no body: judge them by status.
+                let denied = DENIALS.contains(&a.code())
+                    || (r.method == Method::HEAD && matches!(a.status.as_u16(), 401 | 403));
+                let read_only = matches!(r.method, Method::GET | Method::HEAD);
                 let should_deny = match (class, owner, *role) {
                     ("public", _, _) => false,
                     (_, _, "anonymous") => true,
@@ -228,15 +248,15 @@ async fn isolation_matrix_over_every_route_role_and_owner() {
                     (_, "other", _) => true,
                     // API keys have no session or password; read-only ones
                     // may not even try to change them.
-                    ("signed", _, "key_read") => r.method != Method::GET,
+                    ("signed", _, "key_read") => !read_only,
                     ("signed", _, _) => false,
                     ("admin", _, "student" | "proctor") => true,
-                    ("admin", _, "key_read") => r.method != Method::GET,
+                    ("admin", _, "key_read") => !read_only,
                     ("admin", _, _) => false,
                     ("manager", _, "manager") => false,
                     ("manager", _, _) => true,
                     ("staff", _, "student") => true,
-                    ("staff", _, "key_read") => r.method != Method::GET,
+                    ("staff", _, "key_read") => !read_only,
                     ("staff", _, _) => false,
                     _ => unreachable!(),
                 };

@@ -24,3 +24,5 @@ mod sessions;
 mod turn;
 mod ui;
 mod upgrade;
+mod upload_crash;
+mod uploads;

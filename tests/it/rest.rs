@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// REST calls as a browser on the daemon's own origin makes them.
 pub struct Rest {
-    http: reqwest::Client,
+    pub http: reqwest::Client,
     pub base: String,
 }
 

@@ -11,6 +11,7 @@ mod evidence;
 mod manager;
 pub mod openapi;
 mod sessions;
+mod uploads;
 mod ws;
 
 use super::error::ApiError;
@@ -51,7 +52,8 @@ pub struct Route {
     pub access: Access,
     /// The JSON body it takes, for the OpenAPI document.
     pub body: Option<BodySchema>,
-    /// The media type of a successful answer.
+    /// The media type of a successful answer; empty when it varies (tus
+    /// answers with headers only, media of the stored type).
     pub produces: &'static str,
     handler: MethodRouter<Arc<WebState>>,
 }
@@ -76,6 +78,11 @@ impl Route {
     fn produces(mut self, media_type: &'static str) -> Self {
         self.produces = media_type;
         self
+    }
+
+    /// Marks a route whose successful answers have no one media type.
+    fn raw(self) -> Self {
+        self.produces("")
     }
 }
 
@@ -103,6 +110,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(sessions::routes());
     all.extend(attachments::routes());
     all.extend(evidence::routes());
+    all.extend(uploads::routes());
     all.extend(ws::routes());
     all.extend(demo::routes());
     all.push(route(

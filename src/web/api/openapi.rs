@@ -53,6 +53,9 @@ pub fn document() -> Value {
         if r.method == http::Method::DELETE {
             responses["204"] = json!({ "description": "deleted" });
         }
+        if r.produces.is_empty() {
+            responses["2XX"] = json!({ "description": "done (tus headers or media, not JSON)" });
+        }
         if r.path == "/api/v1/auth/jwt" && r.method == http::Method::GET {
             responses["3XX"] = json!({ "description": "signed in; redirected to the front page" });
         }

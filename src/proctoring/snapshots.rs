@@ -1,0 +1,265 @@
+//! Webcam snapshots: checked from their header before anything is decoded (a
+//! pixel bomb is refused, not decoded), then handed to recognition through a
+//! bounded queue. A full queue never holds up an upload: the snapshot is
+//! stored and acknowledged, its analysis is skipped and counted.
+
+use super::ProctoringError;
+use super::metrics::Metric;
+use super::sessions;
+use crate::recognize::{self, DecodeLimits, Recognizer};
+use crate::store::Store;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::mpsc;
+
+/// Largest snapshot upload, in bytes: a webcam JPEG is a few hundred KiB.
+pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What a snapshot may declare: a webcam frame, with room for a 4K camera.
+pub const LIMITS: DecodeLimits = DecodeLimits {
+    max_side: 4096,
+    max_pixels: 4096 * 2304,
+    max_alloc: 64 * 1024 * 1024,
+};
+
+/// Checks that `bytes` is an image within [`LIMITS`] that decodes completely;
+/// returns its width and height. The size is checked from the header first,
+/// so a small file declaring a huge canvas costs nothing.
+pub fn inspect(bytes: &[u8]) -> Result<(u32, u32), ProctoringError> {
+    let image = recognize::decode(bytes, &LIMITS)
+        .map_err(|e| ProctoringError::invalid("snapshot", format!("refused: {e}")))?;
+    Ok(image.dimensions())
+}
+
+/// One stored snapshot waiting for analysis.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub host_id: String,
+    pub session_id: String,
+    pub upload_id: String,
+    pub bytes: Bytes,
+}
+
+/// Counts faces in a snapshot; the recognizer in production, anything that
+/// counts faces in tests of the queue.
+pub trait SnapshotAnalyzer: Send + Sync + 'static {
+    fn faces(&self, image: &[u8]) -> Result<usize, String>;
+}
+
+/// The embedded face detector, loaded on the first snapshot (loading the
+/// models takes a moment an instance without webcams should not pay).
+#[derive(Default)]
+pub struct FaceCounter {
+    recognizer: OnceLock<Result<Recognizer, String>>,
+}
+
+impl SnapshotAnalyzer for FaceCounter {
+    fn faces(&self, image: &[u8]) -> Result<usize, String> {
+        let recognizer = self
+            .recognizer
+            .get_or_init(|| Recognizer::embedded().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let decoded = recognize::decode(image, &LIMITS).map_err(|e| e.to_string())?;
+        recognizer
+            .presence(&decoded)
+            .map(|p| p.faces)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The sending side of the analysis queue, with its counters.
+pub struct Queue {
+    tx: mpsc::Sender<Job>,
+    stats: Arc<Stats>,
+}
+
+/// What happened to snapshots handed to the queue.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub queued: AtomicU64,
+    /// Not analysed because the queue was full (or the worker gone).
+    pub skipped: AtomicU64,
+    pub analyzed: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// A queue of `capacity` snapshots and its receiving end for [`run`].
+pub fn queue(capacity: usize) -> (Queue, mpsc::Receiver<Job>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (
+        Queue {
+            tx,
+            stats: Arc::default(),
+        },
+        rx,
+    )
+}
+
+impl Queue {
+    /// Hands a snapshot over without waiting; returns whether it was queued.
+    pub fn offer(&self, job: Job) -> bool {
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                let job = match e {
+                    mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+                };
+                tracing::warn!(
+                    session = job.session_id,
+                    upload = job.upload_id,
+                    "snapshot stored but not analysed: the recognition queue is full"
+                );
+                false
+            }
+        }
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+}
+
+/// The c2/c3 values one snapshot gives: c2 when no face is visible, c3 when
+/// several are.
+pub fn presence_values(faces: usize) -> BTreeMap<Metric, f64> {
+    let flag = |b: bool| if b { 100.0 } else { 0.0 };
+    BTreeMap::from([
+        (Metric::C2, flag(faces == 0)),
+        (Metric::C3, flag(faces > 1)),
+    ])
+}
+
+/// The analysis worker: counts the faces of each queued snapshot and records
+/// the result as a server-side metric period of the session (one period per
+/// snapshot). Returns when `stop` resolves or the queue closes.
+pub async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    analyzer: Arc<dyn SnapshotAnalyzer>,
+    store: Arc<dyn Store>,
+    stats: Arc<Stats>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let job = tokio::select! {
+            job = rx.recv() => match job { Some(j) => j, None => return },
+            () = &mut stop => return,
+        };
+        let (analyzer, store) = (analyzer.clone(), store.clone());
+        let session = job.session_id.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let faces = analyzer.faces(&job.bytes)?;
+            sessions::add_period(
+                store.as_ref(),
+                &job.host_id,
+                &job.session_id,
+                "invigil",
+                &presence_values(faces),
+                crate::auth::now_secs(),
+            )
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(faces)
+        })
+        .await;
+        match done {
+            Ok(Ok(faces)) => {
+                stats.analyzed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(session, faces, "snapshot analysed");
+            }
+            Ok(Err(e)) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session, "snapshot not analysed: {e}");
+            }
+            Err(_) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A PNG of 50000×50000 pixels in a few dozen bytes: its header, a valid CRC
+/// and no pixel data.
+#[cfg(test)]
+pub(crate) fn pixel_bomb() -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    let mut ihdr = 50_000u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &[]);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pixel_bomb_is_refused_from_its_header() {
+        let err = inspect(&pixel_bomb()).unwrap_err().to_string();
+        assert!(err.contains("50000×50000"), "{err}");
+        assert!(err.starts_with("snapshot: refused"), "{err}");
+        let err = inspect(b"not an image").unwrap_err().to_string();
+        assert!(err.contains("not a supported image"), "{err}");
+    }
+
+    #[test]
+    fn a_real_jpeg_passes() {
+        let photo = std::fs::read("tests/data/faces/portrait.jpg").unwrap();
+        let (w, h) = inspect(&photo).unwrap();
+        assert!(w > 16 && h > 16);
+    }
+
+    #[test]
+    fn presence_maps_to_c2_and_c3() {
+        assert_eq!(presence_values(0)[&Metric::C2], 100.0);
+        assert_eq!(presence_values(1)[&Metric::C2], 0.0);
+        assert_eq!(presence_values(1)[&Metric::C3], 0.0);
+        assert_eq!(presence_values(3)[&Metric::C3], 100.0);
+    }
+
+    #[test]
+    fn a_full_queue_skips_and_counts() {
+        let (q, _rx) = queue(1);
+        let job = Job {
+            host_id: "h".into(),
+            session_id: "s".into(),
+            upload_id: "u".into(),
+            bytes: Bytes::new(),
+        };
+        assert!(q.offer(job.clone()));
+        assert!(!q.offer(job));
+        let stats = q.stats();
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.skipped.load(Ordering::Relaxed), 1);
+    }
+}
