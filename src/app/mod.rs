@@ -520,7 +520,8 @@ fn watchdog_interval() -> Option<Duration> {
 async fn watchdog(interval: Duration, signal: tasks::Shutdown) {
     let stop = signal.requested();
     tokio::pin!(stop);
-    let mut every = tokio::time::interval(interval);
+    // The first ping comes one interval after start, never before READY.
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tokio::select! {
             _ = every.tick() => {
