@@ -365,10 +365,6 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             config.data_dir.join(admin::SOCKET).display()
         ),
     }
-    if let Some(interval) = watchdog_interval() {
-        let signal = tasks.shutdown_signal();
-        tasks.spawn("watchdog", watchdog(interval, signal));
-    }
     let signal = tasks.shutdown_signal();
     tasks.spawn(
         "webhook-delivery",
@@ -444,6 +440,15 @@ fn certificate_tasks(
 }
 
 impl Running {
+    /// After READY has been sent: pings systemd's watchdog from now on when
+    /// the unit asks for it (a ping before READY would confuse systemd).
+    pub fn start_watchdog(&mut self) {
+        if let Some(interval) = watchdog_interval() {
+            let signal = self.tasks.shutdown_signal();
+            self.tasks.spawn("watchdog", watchdog(interval, signal));
+        }
+    }
+
     /// Re-reads `SSL_CERT`/`SSL_KEY`/`SSL_CA` now (SIGHUP); a certificate
     /// that does not load is refused and the current one stays.
     pub fn reload_certificates(&self) {
@@ -520,8 +525,7 @@ fn watchdog_interval() -> Option<Duration> {
 async fn watchdog(interval: Duration, signal: tasks::Shutdown) {
     let stop = signal.requested();
     tokio::pin!(stop);
-    // The first ping comes one interval after start, never before READY.
-    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut every = tokio::time::interval(interval);
     loop {
         tokio::select! {
             _ = every.tick() => {

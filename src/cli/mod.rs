@@ -575,7 +575,7 @@ async fn run(config: Config) -> ExitCode {
     let manager_host = config.manager_host.clone();
     let username = config.manager_username.clone();
     let url = config.public_url();
-    let running = match app::start(config, axum::Router::new()).await {
+    let mut running = match app::start(config, axum::Router::new()).await {
         Ok(r) => r,
         Err(e) => {
             eprint!("invigil: {e}");
@@ -595,6 +595,7 @@ async fn run(config: Config) -> ExitCode {
         tls_mode: running.tls_mode,
     });
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    running.start_watchdog();
     let signal = loop {
         match signals.wait().await {
             "SIGHUP" => {
