@@ -7,10 +7,10 @@ mod bench_append;
 mod bench_recognize;
 mod ca;
 mod doctor;
+mod evidence;
 mod generate;
 mod hub_bench;
 mod ingest;
-mod evidence;
 mod recognize;
 
 use crate::config::{Config, Loaded, LogFormat};

@@ -3,9 +3,9 @@
 
 pub mod access;
 pub mod attachments;
-pub mod links;
 pub mod bundle;
 pub mod evidence_key;
+pub mod links;
 pub mod live;
 pub mod metrics;
 pub mod protocol;
@@ -13,8 +13,8 @@ pub mod reports;
 pub mod sessions;
 pub mod snapshots;
 pub mod templates;
-pub mod webhooks;
 pub mod uploads;
+pub mod webhooks;
 
 /// Errors of the proctoring domain.
 #[derive(Debug, thiserror::Error)]

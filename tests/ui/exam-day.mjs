@@ -23,7 +23,7 @@ const browser = await chromium.launch({
     '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
     ...(process.env.FAKE_CAMERA ? [`--use-file-for-fake-video-capture=${process.env.FAKE_CAMERA}`] : [])],
 });
-const timer = setTimeout(() => { console.error('exam-day: timed out'); process.exit(3); }, 90_000);
+const timer = setTimeout(() => { console.error('exam-day: timed out'); process.exit(3); }, 240_000);
 
 const pages = [];
 // On a failure, what each person saw helps more than a stack trace.
@@ -41,9 +41,10 @@ async function person(name) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, permissions: ['camera', 'microphone'] });
   const page = await context.newPage();
   page.on('console', m => {
-    // The API's expected refusals (401 before sign-in, a wrong password) show
-    // as failed loads; the page turns them into messages for the user.
-    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) {
+    // The API's expected refusals (401 before sign-in, a wrong password) and
+    // the offline period show as failed loads; the page turns them into
+    // messages for the user.
+    if (m.type() === 'error' && !/Failed to load resource: (the server responded with a status of 4\d\d|net::ERR_INTERNET_DISCONNECTED)/.test(m.text())) {
       problems.push(`${name} console: ${m.text()}`);
     }
   });
@@ -123,6 +124,7 @@ await admin.getByLabel('Identifier', { exact: true }).fill('final');
 await admin.getByLabel('Name', { exact: true }).fill('Final exam');
 await admin.getByLabel('Webcam', { exact: true }).check();
 await admin.getByLabel('Chat', { exact: true }).check();
+await admin.getByLabel('Recording', { exact: true }).check();
 await admin.getByLabel('b2 — focus moved to another window').fill('0.5');
 await admin.getByRole('button', { name: 'Create template' }).click();
 await admin.getByRole('cell', { name: 'Final exam' }).waitFor();
@@ -178,6 +180,25 @@ await ann.getByText('Yes, a simple one.').waitFor();
 await pat.getByRole('button', { name: 'Warn' }).click();
 await ann.locator('.warnings li').waitFor();
 await accessible(pat, 'proctor session view');
+
+// The student's network drops for 30 s mid-exam: recording goes on into
+// IndexedDB and everything is sent after the reconnect.
+await ann.context().setOffline(true);
+await new Promise(resolve => setTimeout(resolve, 30_000));
+const waiting = await ann.evaluate(() => window.invigilRecorder.queued());
+assert.ok(waiting > 0, 'nothing was buffered while offline');
+await ann.context().setOffline(false);
+await ann.getByText('Connected to the proctor.').waitFor({ timeout: 20_000 });
+await ann.waitForFunction(async () => (await window.invigilRecorder.queued()) === 0, null, { timeout: 60_000, polling: 500 });
+// Every acknowledged byte is stored, in chunks the server has in order.
+const sent = await ann.evaluate(() => window.invigilRecorder.stats.sent);
+const stored = await pat.evaluate(async () => {
+  const id = location.hash.split('/')[2];
+  const uploads = await (await fetch(`/api/v1/sessions/${id}/uploads`)).json();
+  return { bytes: uploads.reduce((n, u) => n + u.offset, 0), kinds: uploads.map(u => u.kind) };
+});
+assert.ok(stored.bytes >= sent && sent > 0, `stored ${JSON.stringify(stored)}, acknowledged ${sent}`);
+assert.ok(stored.kinds.includes('webcam') && stored.kinds.includes('snapshot'), JSON.stringify(stored.kinds));
 
 // The proctor stops the exam; the student's page follows; conclusion.
 await pat.getByRole('button', { name: 'Stop' }).click();

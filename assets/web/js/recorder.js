@@ -101,6 +101,16 @@ export class Recorder {
     this.kick();
   }
 
+  /** Pieces recorded and not yet acknowledged by the server. */
+  async queued() {
+    return (await all(this.db, 'pieces')).length;
+  }
+
+  /** True once every piece is acknowledged and every upload finished. */
+  async settled() {
+    return (await all(this.db, 'pieces')).length === 0 && (await all(this.db, 'uploads')).length === 0;
+  }
+
   stop() {
     for (const r of this.recorders) if (r.state !== 'inactive') r.stop();
     this.recorders = [];
@@ -167,7 +177,7 @@ export class Recorder {
   async patch(upload, piece) {
     let bytes = piece.bytes;
     let response = await this.send(upload, bytes);
-    if (response.status === 409) {
+    if (response.status === 409 && response.headers.has('Upload-Offset')) {
       // The server has more than we think: a previous answer was lost after
       // the piece was stored. Skip what it already has.
       const have = Number(response.headers.get('Upload-Offset'));
@@ -178,8 +188,8 @@ export class Recorder {
       response = bytes.byteLength ? await this.send(upload, bytes) : null;
     }
     if (response && response.status !== 204) {
-      if (response.status === 404 || response.status === 410 || response.status === 403) {
-        // The upload is gone (expired, or the session ended): nothing to retry.
+      if ([403, 404, 409, 410].includes(response.status)) {
+        // The upload is gone (expired) or the session ended: nothing to retry.
         this.onState(await reason(response));
         await tx(this.db, 'pieces', 'readwrite', s => s.delete(piece.n));
         return;

@@ -222,7 +222,14 @@ async fn jwt_sign_in(
     state: &WebState,
     ctx: &Ctx,
     token: &str,
-) -> Result<(SignedIn, serde_json::Value, Option<crate::proctoring::sessions::Session>), ApiError> {
+) -> Result<
+    (
+        SignedIn,
+        serde_json::Value,
+        Option<crate::proctoring::sessions::Session>,
+    ),
+    ApiError,
+> {
     if let Some(old) = &ctx.token {
         state.accounts.close_session(old)?;
     }

@@ -5,8 +5,8 @@
 
 mod accounts;
 mod admin;
-mod demo;
 mod attachments;
+mod demo;
 mod evidence;
 mod manager;
 pub mod openapi;
