@@ -179,6 +179,10 @@ await pat.getByRole('button', { name: 'Send' }).click();
 await ann.getByText('Yes, a simple one.').waitFor();
 await pat.getByRole('button', { name: 'Warn' }).click();
 await ann.locator('.warnings li').waitFor();
+await pat.getByRole('button', { name: 'Lock screen', exact: true }).click();
+await ann.getByRole('alertdialog', { name: 'Exam locked' }).waitFor();
+await pat.getByRole('button', { name: 'Unlock screen', exact: true }).click();
+await ann.getByRole('alertdialog', { name: 'Exam locked' }).waitFor({ state: 'hidden' });
 await accessible(pat, 'proctor session view');
 
 // The student's network drops for 30 s mid-exam: recording goes on into
@@ -199,6 +203,10 @@ const stored = await pat.evaluate(async () => {
 });
 assert.ok(stored.bytes >= sent && sent > 0, `stored ${JSON.stringify(stored)}, acknowledged ${sent}`);
 assert.ok(stored.kinds.includes('webcam') && stored.kinds.includes('snapshot'), JSON.stringify(stored.kinds));
+// The proctor plays the recording back and sees the snapshots.
+await pat.reload();
+await pat.waitForFunction(() => document.querySelector('.recordings video')?.videoWidth > 0, null, { timeout: 20_000 });
+await pat.waitForFunction(() => document.querySelector('.snapshots img')?.naturalWidth > 0, null, { timeout: 20_000 });
 
 // The proctor stops the exam; the student's page follows; conclusion.
 await pat.getByRole('button', { name: 'Stop' }).click();

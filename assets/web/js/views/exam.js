@@ -174,6 +174,7 @@ class Exam {
     if (frame.session !== this.s.id) return;
     switch (frame.type) {
       case 'joined':
+        this.lock.hidden = !frame.locked;
         this.period = Math.max(1000, (frame.heartbeat_ms ?? 5000) * 2);
         for (const e of frame.missed ?? []) if (e.kind === 'chat') this.addChat(e.author, e.data.text);
         break;

@@ -77,6 +77,8 @@ export async function detail(app, id) {
   const base = `/api/v1/sessions/${encodeURIComponent(id)}`;
   const [s, score, entries] = await Promise.all([api('GET', base), api('GET', `${base}/score`), api('GET', `${base}/protocol?limit=200`)]);
   const chat = h('ol', { class: 'chat', 'aria-label': t('Chat') });
+  const evidence = h('div', { class: 'evidence-list' });
+  loadEvidence(base, evidence);
   const timeline = h('ol', { class: 'timeline', 'aria-label': t('Timeline') }, entries.map(entryItem));
   const live = h('p', { class: 'live' }, t('Connecting…'));
   const video = h('video', { class: 'remote', autoplay: true, muted: true, playsinline: true, 'aria-label': t('The student’s camera') });
@@ -100,7 +102,10 @@ export async function detail(app, id) {
     h('h1', {}, `${s.subject || t('Session')} — ${s.student}`),
     h('p', {}, t('Status:'), ' ', statusBox, ` · ${t('created')} ${when(s.created_at)} · ${t('started')} ${when(s.started_at)} · ${t('stopped')} ${when(s.stopped_at)}`),
     s.conclusion ? h('p', { class: 'conclusion' }, `${t(s.conclusion.positive ? 'Concluded positive by {by}' : 'Concluded negative by {by}', { by: s.conclusion.by })}${s.conclusion.automatic ? ` (${t('automatic')})` : ''}: ${s.conclusion.comment ?? ''}`) : null,
-    h('div', { class: 'row' }, act('warn', 'Warn'), act('pause', 'Pause'), act('resume', 'Resume'), act('stop', 'Stop')),
+    h('div', { class: 'row' }, act('warn', 'Warn'), act('lock', 'Lock screen'), act('unlock', 'Unlock screen'),
+      act('pause', 'Pause'), act('resume', 'Resume'), act('stop', 'Stop'),
+      h('a', { href: `${base}/report`, target: '_blank', rel: 'noopener' }, t('Report')),
+      h('a', { href: `${base}/export` }, t('Evidence bundle'))),
     live,
     h('div', { class: 'columns' },
       h('section', { class: 'card' }, h('h2', {}, t('Live video')), video),
@@ -108,6 +113,7 @@ export async function detail(app, id) {
       h('section', { class: 'card' }, h('h2', {}, t('Chat')), chat, say)),
     s.status === 'stopped' ? conclude : null,
     app.me.role === 'administrator' || app.me.role === 'manager' ? accommodations(s, base, () => detail(app, id)) : null,
+    h('section', {}, h('h2', {}, t('Recordings and snapshots')), evidence),
     h('section', {}, h('h2', {}, t('Timeline')), timeline));
 
   let viewer = null;
@@ -149,9 +155,10 @@ export async function detail(app, id) {
 
   async function perform(action) {
     try {
-      if (action === 'warn') {
-        await liveHub.request({ type: 'action', session: id, action: 'warn', comment: t('Please keep to the exam rules.') });
-        notice(t('Warning sent.'));
+      if (action === 'warn' || action === 'lock' || action === 'unlock') {
+        const comment = action === 'warn' ? t('Please keep to the exam rules.') : undefined;
+        await liveHub.request({ type: 'action', session: id, action, comment });
+        notice(t(action === 'warn' ? 'Warning sent.' : action === 'lock' ? 'Screen locked.' : 'Screen unlocked.'));
       } else {
         await post(`${base}/${action}`);
         await detail(app, id);
@@ -169,6 +176,25 @@ export async function detail(app, id) {
     } catch (e) {
       notice(e.message, 'error');
     }
+  }
+}
+
+// Recordings play with seeking (the server answers byte ranges); snapshots
+// show as thumbnails that open full size.
+async function loadEvidence(base, box) {
+  try {
+    const uploads = await api('GET', `${base}/uploads`);
+    const recordings = uploads.filter(u => u.kind !== 'snapshot');
+    const snapshots = uploads.filter(u => u.kind === 'snapshot' && u.complete);
+    box.replaceChildren(
+      recordings.length ? h('div', { class: 'recordings' }, recordings.map(u =>
+        h('figure', {}, h('video', { src: u.href, controls: true, preload: 'metadata' }),
+          h('figcaption', {}, `${t(u.kind)} · ${when(u.created_at)} · ${number(u.offset / 1048576)} MiB${u.complete ? '' : ` (${t('still recording')})`}`))))
+        : h('p', { class: 'empty' }, t('No recordings yet.')),
+      snapshots.length ? h('div', { class: 'snapshots' }, snapshots.map(u =>
+        h('a', { href: u.href, target: '_blank', rel: 'noopener' }, h('img', { src: u.href, alt: `${t('Snapshot')} ${when(u.created_at)}`, loading: 'lazy' })))) : null);
+  } catch (e) {
+    box.replaceChildren(h('p', { class: 'error' }, e.message));
   }
 }
 
