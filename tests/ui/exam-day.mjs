@@ -152,6 +152,7 @@ await firstSignIn(ann, 'ann', 'Temporary pass 1', 'Ann chosen pass 1');
 await ann.getByRole('heading', { name: 'My exams' }).waitFor();
 await ann.getByRole('link', { name: 'Physics' }).click();
 await ann.getByText('Camera and microphone work.').waitFor();
+await ann.getByText('The proctor can receive your video (relay reachable).').waitFor({ timeout: 15_000 });
 await ann.waitForFunction(() => document.querySelector('video')?.videoWidth > 0);
 await accessible(ann, 'exam');
 await ann.getByRole('button', { name: 'Start the exam' }).click();

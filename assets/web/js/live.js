@@ -5,6 +5,21 @@
 // between participants of the same session.
 import { api } from './api.js';
 
+// Candidates can arrive before the description they belong to has been
+// applied (applying it awaits); they wait here instead of being lost, since
+// with relay-only ICE a lost candidate is a missing TURN permission.
+class Candidates {
+  constructor() { this.waiting = []; }
+  async add(pc, candidate) {
+    if (pc?.remoteDescription) await pc.addIceCandidate(candidate).catch(() => {});
+    else this.waiting.push(candidate);
+  }
+  async flush(pc) {
+    const waiting = this.waiting.splice(0);
+    for (const c of waiting) await pc.addIceCandidate(c).catch(() => {});
+  }
+}
+
 async function iceConfig(session) {
   const ice = await api('GET', `/api/v1/sessions/${encodeURIComponent(session)}/ice`);
   return { iceServers: ice.iceServers, iceTransportPolicy: 'relay' };
@@ -17,15 +32,20 @@ export class Sender {
     this.session = session;
     this.streams = streams; // () => MediaStream[]
     this.peers = new Map();
+    this.candidates = new Map();
   }
 
   async onSignal(frame) {
     const { from, payload } = frame;
     if (payload?.type === 'watch') return this.offer(from);
     const pc = this.peers.get(from);
-    if (!pc) return;
-    if (payload?.sdp) await pc.setRemoteDescription(payload.sdp);
-    if (payload?.candidate) await pc.addIceCandidate(payload.candidate).catch(() => {});
+    const queue = this.candidates.get(from);
+    if (!pc || !queue) return;
+    if (payload?.sdp) {
+      await pc.setRemoteDescription(payload.sdp);
+      await queue.flush(pc);
+    }
+    if (payload?.candidate) await queue.add(pc, payload.candidate);
   }
 
   async offer(to) {
@@ -37,6 +57,7 @@ export class Sender {
     current?.close();
     const pc = new RTCPeerConnection(await iceConfig(this.session));
     this.peers.set(to, pc);
+    this.candidates.set(to, new Candidates());
     for (const stream of this.streams()) {
       for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
     }
@@ -63,6 +84,7 @@ export class Viewer {
     this.student = student;
     this.video = video;
     this.pc = null;
+    this.candidates = new Candidates();
   }
 
   watch() {
@@ -78,6 +100,10 @@ export class Viewer {
     const { payload } = frame;
     if (payload?.sdp?.type === 'offer') {
       this.pc?.close();
+      // Candidates of this offer that arrive while it is being applied wait.
+      this.pc = null;
+      this.candidates = new Candidates();
+      const queue = this.candidates;
       const pc = new RTCPeerConnection(await iceConfig(this.session));
       this.pc = pc;
       pc.ontrack = e => {
@@ -87,10 +113,11 @@ export class Viewer {
         if (e.candidate) this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { candidate: e.candidate.toJSON() } });
       };
       await pc.setRemoteDescription(payload.sdp);
+      await queue.flush(pc);
       await pc.setLocalDescription(await pc.createAnswer());
       this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { sdp: pc.localDescription.toJSON() } });
-    } else if (payload?.candidate && this.pc) {
-      await this.pc.addIceCandidate(payload.candidate).catch(() => {});
+    } else if (payload?.candidate) {
+      await this.candidates.add(this.pc, payload.candidate);
     }
   }
 
@@ -109,5 +136,22 @@ export class Viewer {
 
   close() {
     this.pc?.close();
+  }
+}
+
+/** Whether the relay can be reached from this network: gathers relay-only
+ * candidates and waits for the first one (the student's system check). */
+export async function relayReachable(session, ms = 8000) {
+  const pc = new RTCPeerConnection(await iceConfig(session));
+  try {
+    pc.createDataChannel('check');
+    const found = new Promise(resolve => {
+      pc.onicecandidate = e => { if (e.candidate?.type === 'relay' || / typ relay /.test(e.candidate?.candidate ?? '')) resolve(true); };
+      setTimeout(() => resolve(false), ms);
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    return await found;
+  } finally {
+    pc.close();
   }
 }

@@ -7,7 +7,7 @@ import { api, post } from '../api.js';
 import { h, show, table, when, notice } from '../dom.js';
 import { Hub } from '../hub.js';
 import { Recorder } from '../recorder.js';
-import { Sender } from '../live.js';
+import { Sender, relayReachable } from '../live.js';
 
 export async function home(app) {
   const mine = await api('GET', '/api/v1/me/sessions');
@@ -103,6 +103,9 @@ class Exam {
     } catch (e) {
       item(false, t('Camera or microphone not available: {error}. Allow access in the browser’s address bar and reload.', { error: e.message }));
     }
+    // Live video goes through the relay; say now if this network blocks it.
+    const relay = await relayReachable(this.s.id).catch(() => false);
+    item(relay, t(relay ? 'The proctor can receive your video (relay reachable).' : 'The video relay cannot be reached from this network; ask your school to allow it (see the administrator’s guide).'));
   }
 
   listen() {

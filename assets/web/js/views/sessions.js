@@ -186,13 +186,14 @@ async function loadEvidence(base, box) {
     const uploads = await api('GET', `${base}/uploads`);
     const recordings = uploads.filter(u => u.kind !== 'snapshot');
     const snapshots = uploads.filter(u => u.kind === 'snapshot' && u.complete);
-    box.replaceChildren(
+    box.replaceChildren(...[
       recordings.length ? h('div', { class: 'recordings' }, recordings.map(u =>
         h('figure', {}, h('video', { src: u.href, controls: true, preload: 'metadata' }),
           h('figcaption', {}, `${t(u.kind)} · ${when(u.created_at)} · ${number(u.offset / 1048576)} MiB${u.complete ? '' : ` (${t('still recording')})`}`))))
         : h('p', { class: 'empty' }, t('No recordings yet.')),
       snapshots.length ? h('div', { class: 'snapshots' }, snapshots.map(u =>
-        h('a', { href: u.href, target: '_blank', rel: 'noopener' }, h('img', { src: u.href, alt: `${t('Snapshot')} ${when(u.created_at)}`, loading: 'lazy' })))) : null);
+        h('a', { href: u.href, target: '_blank', rel: 'noopener' }, h('img', { src: u.href, alt: `${t('Snapshot')} ${when(u.created_at)}`, loading: 'lazy' })))) : null,
+    ].filter(Boolean));
   } catch (e) {
     box.replaceChildren(h('p', { class: 'error' }, e.message));
   }
