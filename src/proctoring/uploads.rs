@@ -214,6 +214,19 @@ fn check_open(s: &Session, action: &'static str) -> Result<(), ProctoringError> 
     }
 }
 
+/// Appends to an upload are taken while the session runs and, after a stop,
+/// for uploads begun before it until `grace` seconds have passed: a browser
+/// that was offline when the proctor stopped still delivers what it recorded
+/// while the exam ran. New uploads after a stop are refused (`check_open`).
+fn check_appendable(s: &Session, u: &Upload, now: u64, grace: u64) -> Result<(), ProctoringError> {
+    match (s.status, s.stopped_at) {
+        (Status::Stopped, Some(stopped)) if u.created_at <= stopped && now <= stopped + grace => {
+            Ok(())
+        }
+        _ => check_open(s, "upload to"),
+    }
+}
+
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
@@ -431,7 +444,7 @@ impl Uploads {
         if !u.is_complete() && u.expires_at <= now {
             return Err(UploadError::Expired);
         }
-        check_open(&session_rec, "upload to")?;
+        check_appendable(&session_rec, &u, now, self.settings.expires.as_secs())?;
         match (u.length, length) {
             (Some(a), Some(b)) if a != b => {
                 return Err(ProctoringError::invalid(
@@ -744,7 +757,7 @@ fn commit_chunk(
     }
     let s = sessions::load(tx, &u.host_id, &u.session_id)?
         .ok_or_else(|| ProctoringError::NotFound(format!("session {}", u.session_id)))?;
-    check_open(&s, "upload to")?;
+    check_appendable(&s, &current, now, expires_secs)?;
     tx.delete(
         catalog::UPLOADS,
         &expiry_key(current.expires_at, &u.host_id, &u.session_id, &u.id),

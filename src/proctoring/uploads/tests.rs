@@ -82,6 +82,17 @@ impl Fixture {
         data: &'static [u8],
         sha: Option<[u8; 32]>,
     ) -> Result<Appended, UploadError> {
+        self.patch_at(u, offset, data, sha, 2001).await
+    }
+
+    async fn patch_at(
+        &self,
+        u: &Upload,
+        offset: u64,
+        data: &'static [u8],
+        sha: Option<[u8; 32]>,
+        now: u64,
+    ) -> Result<Appended, UploadError> {
         let s = &self.session;
         self.uploads
             .append(
@@ -93,7 +104,7 @@ impl Fixture {
                 None,
                 sha,
                 body(data),
-                2001,
+                now,
             )
             .await
     }
@@ -225,21 +236,26 @@ async fn stopped_sessions_take_no_uploads() {
         &s.id,
         "ann",
         Action::Stop,
-        1500,
+        2000,
         None,
     )
     .unwrap();
-    let err = f.patch(&u, 0, b"abc", None).await.unwrap_err();
+    // What the browser recorded before the stop is still taken for a while
+    // (it may have been offline when the proctor stopped) ...
+    f.patch(&u, 0, b"abc", None).await.unwrap();
+    // ... but not once UPLOAD_EXPIRES has passed since the stop.
+    let late = 2000 + f.uploads.settings.expires.as_secs() + 1;
+    let err = f.patch_at(&u, 3, b"def", None, late).await.unwrap_err();
+    let text = err.to_string();
     assert!(
-        err.to_string()
-            .contains("cannot upload to a stopped session"),
+        text.contains("cannot upload to a stopped session") || text.contains("expired"),
         "{err}"
     );
     let new = NewUpload {
         length: Some(3),
         metadata: meta("webcam"),
     };
-    assert!(f.uploads.create(s, "ann", new, 2000).await.is_err());
+    assert!(f.uploads.create(s, "ann", new, 2001).await.is_err());
 }
 
 #[tokio::test]
