@@ -31,7 +31,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \
 /// features an exam never needs are off.
 pub const PERMISSIONS_POLICY: &str = "camera=(self), microphone=(self), \
      display-capture=(self), fullscreen=(self), geolocation=(), payment=(), usb=(), \
-     serial=(), bluetooth=(), hid=(), midi=()";
+     serial=(), hid=(), midi=()";
 
 /// Every header this layer sets, in one table (also read by the tests).
 pub const HEADERS: &[(&str, &str)] = &[

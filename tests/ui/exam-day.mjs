@@ -51,6 +51,8 @@ async function person(name) {
   page.on('pageerror', e => problems.push(`${name} page error: ${e.message}`));
   page.setDefaultTimeout(10_000);
   pages.push([name, page]);
+  if (process.env.UI_DEBUG) page.on('console', m => console.error(name, 'console', m.type(), m.text()));
+  if (process.env.UI_DEBUG) page.on('requestfailed', r => console.error(name, 'FAILED', r.method(), r.url(), r.failure()?.errorText));
   if (process.env.UI_DEBUG) page.on('response', r => console.error(name, r.request().method(), r.status(), r.url()));
   return page;
 }
@@ -68,6 +70,16 @@ async function accessible(page, where) {
     if (v.impact === 'serious' || v.impact === 'critical') {
       problems.push(`${where}: axe ${v.impact} ${v.id}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`);
     }
+  }
+}
+
+// Polls an async condition in the page (waitForFunction would take the
+// promise itself as a truthy answer).
+async function until(page, condition, ms) {
+  const end = Date.now() + ms;
+  while (!(await page.evaluate(condition))) {
+    if (Date.now() > end) throw new Error(`not true within ${ms} ms: ${condition}`);
+    await new Promise(resolve => setTimeout(resolve, 500));
   }
 }
 
@@ -155,7 +167,7 @@ await ann.getByText('Camera and microphone work.').waitFor();
 await ann.getByText('The proctor can receive your video (relay reachable).').waitFor({ timeout: 15_000 });
 await ann.waitForFunction(() => document.querySelector('video')?.videoWidth > 0);
 await accessible(ann, 'exam');
-await ann.getByRole('button', { name: 'Start the exam' }).click();
+await ann.getByRole('button', { name: 'Start the exam' }).click({ timeout: 30_000 });
 await ann.locator('.status.started').waitFor();
 await ann.getByText('Connected to the proctor.').waitFor();
 
@@ -194,7 +206,9 @@ const waiting = await ann.evaluate(() => window.invigilRecorder.queued());
 assert.ok(waiting > 0, 'nothing was buffered while offline');
 await ann.context().setOffline(false);
 await ann.getByText('Connected to the proctor.').waitFor({ timeout: 20_000 });
-await ann.waitForFunction(async () => (await window.invigilRecorder.queued()) === 0, null, { timeout: 60_000, polling: 500 });
+// Sent once the browser notices it is back online (the uploader retries with
+// a growing pause of up to 15 s).
+await until(ann, async () => (await window.invigilRecorder.queued()) === 0 && window.invigilRecorder.stats.sent > 0, 90_000);
 // Every acknowledged byte is stored, in chunks the server has in order.
 const sent = await ann.evaluate(() => window.invigilRecorder.stats.sent);
 const stored = await pat.evaluate(async () => {
@@ -234,7 +248,7 @@ await accessible(admin, 'try it');
 const visitor = await person('demo student');
 await visitor.goto(studentLink);
 await visitor.getByRole('heading', { name: 'Demo exam' }).waitFor();
-await visitor.getByRole('button', { name: 'Start the exam' }).click();
+await visitor.getByRole('button', { name: 'Start the exam' }).click({ timeout: 30_000 });
 await visitor.locator('.status.started').waitFor();
 
 clearTimeout(timer);

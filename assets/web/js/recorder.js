@@ -24,7 +24,7 @@ function tx(db, store, mode, work) {
   return new Promise((resolve, reject) => {
     const t = db.transaction(store, mode);
     const result = work(t.objectStore(store));
-    t.oncomplete = () => resolve(result.result ?? result);
+    t.oncomplete = () => resolve(result instanceof IDBRequest ? result.result : result);
     t.onerror = () => reject(t.error);
   });
 }
@@ -130,6 +130,7 @@ export class Recorder {
         sentOne = await this.sendOldest();
         pause = 1000;
       } catch (e) {
+        console.warn('evidence upload failed, will retry:', e);
         this.onState(`offline: ${e.message}`);
         await new Promise(resolve => { this.wake = resolve; setTimeout(resolve, pause); });
         pause = Math.min(pause * 2, 15000);

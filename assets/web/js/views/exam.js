@@ -56,7 +56,8 @@ class Exam {
       h('label', { for: 'say' }, t('Message')), h('input', { id: 'say', name: 'text', required: true, maxlength: 2000 }),
       h('button', { type: 'submit' }, t('Send')));
     this.checks = h('ul', { class: 'checks', 'aria-label': t('System check') });
-    this.startButton = h('button', { type: 'button', onclick: () => this.start() }, t('Start the exam'));
+    // Enabled once the system check has run (the recording needs the camera).
+    this.startButton = h('button', { type: 'button', disabled: true, onclick: () => this.start() }, t('Start the exam'));
     this.template = await api('GET', `${this.base}/template`);
     const examUrl = this.template?.addons?.exam_url;
     show(
@@ -77,7 +78,6 @@ class Exam {
       (this.checks ?? this.link).after(this.shareButton);
     }
     this.watchKeys();
-    await this.systemCheck();
     this.connect();
     this.evidence = h('p', { class: 'evidence' }, '');
     this.link.after(this.evidence);
@@ -85,7 +85,9 @@ class Exam {
     // Exposed for the browser tests, which compare it with what the server stored.
     window.invigilRecorder = this.recorder;
     await this.recorder.start();
-    if (s.status === 'started') this.record();
+    await this.systemCheck();
+    this.startButton.disabled = this.s.status !== 'created';
+    if (this.s.status === 'started') this.record();
     this.tick = setInterval(() => this.sample(), 500);
     this.showTimer();
   }
@@ -127,7 +129,7 @@ class Exam {
   // Recording and snapshots run while the exam does.
   record() {
     const addons = this.template?.addons ?? {};
-    if (this.recording) return;
+    if (this.recording || !this.recorder) return;
     this.recording = true;
     if (addons.recording && this.stream) this.recorder.record(this.stream, 'webcam');
     if (addons.recording && this.screen) this.recorder.record(this.screen, 'screen');
