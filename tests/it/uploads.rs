@@ -109,6 +109,11 @@ impl Exam {
     }
 }
 
+/// The status a request gets.
+async fn status(r: reqwest::RequestBuilder) -> u16 {
+    r.send().await.unwrap().status().as_u16()
+}
+
 fn header(r: &Response, name: &str) -> String {
     r.headers()
         .get(name)
@@ -196,14 +201,7 @@ async fn tus_uploads_chunks_durably_and_plays_them_back_with_ranges() {
     assert_eq!((s, c.as_str()), (413, "payload_too_large"));
     assert!(m.contains("UPLOAD_LIMIT (1 MiB)"), "{m}");
     // Another student cannot touch it, staff cannot write to it.
-    assert_eq!(
-        e.tus(Method::HEAD, &at, &e.bob)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(e.tus(Method::HEAD, &at, &e.bob)).await, 404);
     let staff = e
         .tus(Method::PATCH, &at, &e.p1)
         .header("content-type", "application/offset+octet-stream")
@@ -231,30 +229,9 @@ async fn tus_uploads_chunks_durably_and_plays_them_back_with_ranges() {
     );
     // A complete upload is evidence: the student cannot delete it; an
     // incomplete one they can.
-    assert_eq!(
-        e.tus(Method::DELETE, &at, &e.ann)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        409
-    );
-    assert_eq!(
-        e.tus(Method::DELETE, &big_at, &e.ann)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(
-        e.tus(Method::HEAD, &big_at, &e.ann)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(e.tus(Method::DELETE, &at, &e.ann)).await, 409);
+    assert_eq!(status(e.tus(Method::DELETE, &big_at, &e.ann)).await, 204);
+    assert_eq!(status(e.tus(Method::HEAD, &big_at, &e.ann)).await, 404);
 
     // Playback for the staff, with ranges and validators.
     let id = at.rsplit('/').next().unwrap();
@@ -298,22 +275,8 @@ async fn tus_uploads_chunks_durably_and_plays_them_back_with_ranges() {
         .unwrap();
     assert_eq!(stale.status(), 200);
     // The student uploads but does not review; nobody else sees it.
-    assert_eq!(
-        e.req(Method::GET, &play, &e.ann)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        e.req(Method::GET, &play, &e.bob)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
+    assert_eq!(status(e.req(Method::GET, &play, &e.ann)).await, 403);
+    assert_eq!(status(e.req(Method::GET, &play, &e.bob)).await, 403);
 
     // curl, as any HTTP client would seek.
     let cert = e.d.data_dir.join("tls/self-signed.crt");
@@ -413,14 +376,7 @@ async fn snapshots_are_checked_stored_and_analysed() {
     assert_eq!(got.bytes().await.unwrap().as_ref(), photo.as_slice());
     // A snapshot is not a recording.
     let wrong = format!("/api/v1/sessions/{}/recordings/{id}", e.id);
-    assert_eq!(
-        e.req(Method::GET, &wrong, &e.p1)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(e.req(Method::GET, &wrong, &e.p1)).await, 404);
 
     // A pixel bomb: a few dozen bytes declaring 50000×50000, refused unread.
     let bomb = pixel_bomb();
