@@ -184,39 +184,15 @@ pub async fn run(
     }
 }
 
-/// A PNG of 50000×50000 pixels in a few dozen bytes: its header, a valid CRC
-/// and no pixel data.
+/// A PNG declaring 50000×50000 pixels in a few dozen bytes (a valid
+/// header and CRCs, no pixel data), shared with the integration tests.
 #[cfg(test)]
 pub(crate) fn pixel_bomb() -> Vec<u8> {
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in data {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    fn chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        png.extend_from_slice(&body);
-        png.extend_from_slice(&crc32(&body).to_be_bytes());
-    }
-    let mut ihdr = 50_000u32.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &[]);
-    chunk(&mut png, b"IEND", &[]);
-    png
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/images/pixel-bomb-50000x50000.png"
+    ))
+    .expect("committed test image")
 }
 
 #[cfg(test)]
