@@ -58,15 +58,9 @@ pub fn run(config: Config, warnings: usize) -> ExitCode {
             r.line(Level::Fail, "configuration", p.to_string());
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("invigil: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(checks(&config, &mut r));
     match r.worst {

@@ -38,15 +38,9 @@ pub struct Options {
 }
 
 pub fn run(options: Options) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("invigil: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(bench(&options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -395,17 +395,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs a command's future on a fresh runtime; errors go to stderr, exit 1.
-fn block_on(f: impl std::future::Future<Output = Result<(), crate::turn::TurnError>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// A multi-threaded runtime for a command, or the exit code after saying why
+/// there is none.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("invigil: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+/// Runs a command's future on a fresh runtime; errors go to stderr, exit 1.
+fn block_on(f: impl std::future::Future<Output = Result<(), crate::turn::TurnError>>) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     match runtime.block_on(f) {
         Ok(()) => ExitCode::SUCCESS,
