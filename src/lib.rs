@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod diskspace;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod objects;

@@ -117,7 +117,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         config.manager_host = format!("{default}:{}", addr.port());
     }
 
-    let db_path = config.data_dir.join("invigil.redb");
+    let db_path = config.data_dir.join(crate::store::DATABASE_FILE);
     if let Some(dir) =
         crate::backup::before_upgrade(&db_path, &config.data_dir, crate::store::MIGRATIONS).await?
     {
@@ -255,6 +255,19 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         }),
         recognition,
         uploads: uploads.clone(),
+        instance: web::api::instance::InstanceFacts {
+            started: std::time::SystemTime::now(),
+            data_dir: config.data_dir.clone(),
+            objects: objects.describe(),
+            turn: turn.clone(),
+            turn_external: match &config.turn_uri {
+                Some(uri) => crate::turn::credentials::external_urls(uri),
+                None => Vec::new(),
+            },
+            recognition_threads: config.threads,
+            recognition_queue: config.recognizer_queue,
+            snapshots: snapshot_stats.clone(),
+        },
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {

@@ -46,7 +46,7 @@ pub async fn restore(
     let store = load_store(target, &manifest).await?;
 
     mkdir(data_dir)?;
-    write_private(&data_dir.join("invigil.redb"), &store)?;
+    write_private(&data_dir.join(crate::store::DATABASE_FILE), &store)?;
     for (rel, entry) in &index.files {
         let rel_path = Path::new(rel);
         if rel_path

@@ -106,7 +106,7 @@ async fn offline(
     options: &Options,
     target: &Target,
 ) -> anyhow::Result<backup::Manifest> {
-    let db = data_dir.join("invigil.redb");
+    let db = data_dir.join(crate::store::DATABASE_FILE);
     if !db.exists() {
         return Err(anyhow!("no database at {}", db.display()));
     }

@@ -109,7 +109,7 @@ async fn checks(config: &Config, r: &mut Report) {
     clock(dir, r);
     certificates(config, r);
     turn(config, running, r).await;
-    models(r);
+    models(config, r);
     let last = match status {
         Ok(Some(s)) => Ok(s.last_backup),
         _ => offline_last_backup(dir),
@@ -229,18 +229,15 @@ async fn disk(config: &Config, r: &mut Report) {
 }
 
 fn free_space(path: &Path, what: &str, r: &mut Report) {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return;
+    let space = match crate::diskspace::disk_space(path) {
+        Ok(space) => space,
+        Err(e) => {
+            r.line(Level::Fail, what, format!("{}: {e}", path.display()));
+            return;
+        }
     };
-    // SAFETY: statvfs writes into the zeroed struct; the path is NUL-terminated.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        let e = std::io::Error::last_os_error();
-        r.line(Level::Fail, what, format!("{}: {e}", path.display()));
-        return;
-    }
-    let free = s.f_bavail as u64 * s.f_frsize as u64;
-    let total = (s.f_blocks as u64 * s.f_frsize as u64).max(1);
+    let free = space.free_bytes;
+    let total = space.total_bytes.max(1);
     let pct = free * 100 / total;
     let text = format!(
         "{} GiB free of {} GiB ({pct}%) at {}",
@@ -384,8 +381,15 @@ async fn turn(config: &Config, running: bool, r: &mut Report) {
     }
 }
 
-fn models(r: &mut Report) {
-    let result = crate::recognize::Recognizer::embedded().and_then(|rec| {
+/// The models on the engine the daemon would use (ONNX Runtime when its
+/// library is configured or installed), so a broken library shows here.
+fn models(config: &Config, r: &mut Report) {
+    let result = crate::recognize::Recognizer::with_backend(
+        config.recognizer_backend,
+        config.ort_library.as_deref(),
+        1,
+    )
+    .and_then(|rec| {
         let engine = rec.engine();
         rec.presence(&image::RgbImage::new(160, 120))
             .map(|_| engine)
@@ -401,7 +405,7 @@ fn models(r: &mut Report) {
 }
 
 fn offline_last_backup(dir: &Path) -> Result<Option<crate::backup::LastBackup>, String> {
-    let db = dir.join("invigil.redb");
+    let db = dir.join(crate::store::DATABASE_FILE);
     if !db.exists() {
         return Ok(None);
     }

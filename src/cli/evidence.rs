@@ -82,7 +82,7 @@ async fn write_bundle(
     session: &str,
     out: &Path,
 ) -> anyhow::Result<String> {
-    let db = config.data_dir.join("invigil.redb");
+    let db = config.data_dir.join(crate::store::DATABASE_FILE);
     anyhow::ensure!(db.exists(), "no database at {}", db.display());
     let store = crate::store::open(&db, crate::store::MIGRATIONS)?;
     let s = bundle::find_session(store.as_ref(), session)?

@@ -490,7 +490,7 @@ fn audit_verify(env_file: Option<PathBuf>, only: Option<String>) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let path = loaded.config.data_dir.join("invigil.redb");
+    let path = loaded.config.data_dir.join(crate::store::DATABASE_FILE);
     if !path.exists() {
         eprintln!("invigil: no database at {}", path.display());
         return ExitCode::from(EXIT_BAD_CONFIG);

@@ -77,14 +77,19 @@ enum Backend {
 
 impl std::fmt::Debug for Objects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.inner.backend {
-            Backend::Local(disk) => write!(f, "Objects(local {})", disk.root().display()),
-            Backend::S3(loc) => write!(f, "Objects(s3 {loc})"),
-        }
+        write!(f, "Objects({})", self.describe())
     }
 }
 
 impl Objects {
+    /// Where the objects live, for status pages (no credentials).
+    pub fn describe(&self) -> String {
+        match &self.inner.backend {
+            Backend::Local(disk) => format!("local {}", disk.root().display()),
+            Backend::S3(loc) => format!("s3 {loc}"),
+        }
+    }
+
     /// Objects stored as files under `root`, which is created if missing.
     pub fn local(root: impl AsRef<Path>) -> Result<Objects, ObjectsError> {
         let (disk, fs) = local::LocalDisk::open(root.as_ref())?;

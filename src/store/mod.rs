@@ -27,6 +27,9 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
 
+
+/// The database file in DATA_DIR.
+pub const DATABASE_FILE: &str = "invigil.redb";
 pub use catalog::Tree;
 pub use error::StoreError;
 pub use memory::MemoryStore;

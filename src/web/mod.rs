@@ -53,6 +53,8 @@ pub struct WebState {
     pub recognition: recognize::Endpoint,
     /// Evidence uploads and their objects.
     pub uploads: Arc<crate::proctoring::uploads::Uploads>,
+    /// What `GET /api/v1/instance/status` reports.
+    pub instance: api::instance::InstanceFacts,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

@@ -190,6 +190,7 @@ async fn debian_package_builds_installs_runs_and_purges_cleanly() {
     let listing = text(&run(Command::new("dpkg-deb").args(["-c", &deb])));
     let expected = [
         "usr/bin/invigil",
+        "usr/lib/invigil/libonnxruntime.so",
         "etc/invigil/invigil.env",
         "usr/share/man/man1/invigil.1.gz",
         "usr/share/man/man1/invigil-backup.1.gz",
@@ -253,6 +254,18 @@ async fn debian_package_builds_installs_runs_and_purges_cleanly() {
         // The packaged service itself holds 443/80; stop it for the test ports.
         let _ = Command::new("systemctl").args(["stop", "invigil"]).status();
     }
+
+    // The packaged ONNX Runtime is found without configuration.
+    let doctor = Command::new("/usr/bin/invigil")
+        .args(["--env-file", "/etc/invigil/invigil.env", "doctor"])
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("face models load and run (onnxruntime)"),
+        "the installed binary does not use the packaged ONNX Runtime:\n{report}"
+    );
 
     let (https, http, turn) = (free_port(), free_port(), free_port());
     let server = start_installed(https, http, turn);

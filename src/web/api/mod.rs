@@ -8,6 +8,7 @@ mod admin;
 mod attachments;
 mod demo;
 mod evidence;
+pub mod instance;
 mod manager;
 pub mod openapi;
 mod sessions;
@@ -107,6 +108,7 @@ pub fn routes() -> Vec<Route> {
     let mut all = accounts::routes();
     all.extend(admin::routes());
     all.extend(manager::routes());
+    all.extend(instance::routes());
     all.extend(sessions::routes());
     all.extend(attachments::routes());
     all.extend(evidence::routes());
