@@ -50,14 +50,56 @@ pub struct Host {
 pub struct HostInput {
     pub domains: Option<Vec<String>>,
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "super::nullable::field")]
     pub valid_until: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "super::nullable::field")]
     pub volume: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "super::nullable::field")]
     pub retention_days: Option<Option<u32>>,
     pub disabled: Option<bool>,
     pub jwt_roles: Option<Vec<super::Role>>,
     /// `null` removes it.
+    #[serde(default, deserialize_with = "super::nullable::field")]
     pub webhook_url: Option<Option<String>>,
     pub webhook_allow_private: Option<bool>,
+}
+
+/// What a host's own administrators may change; term, volume, retention,
+/// domains, suspension and the webhook address policy stay the manager's.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsInput {
+    pub title: Option<String>,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "super::nullable::field")]
+    pub webhook_url: Option<Option<String>>,
+}
+
+/// An administrator's change to their own host, recorded in the host's
+/// audit log.
+pub fn update_settings(
+    store: &dyn Store,
+    by: &Principal,
+    id: &str,
+    input: &SettingsInput,
+    client: &str,
+) -> Result<Host, AuthError> {
+    let input = HostInput {
+        title: input.title.clone(),
+        webhook_url: input.webhook_url.clone(),
+        ..HostInput::default()
+    };
+    store.write(|tx| {
+        let mut host = load(tx, id)?.ok_or_else(|| AuthError::NotFound(format!("host {id}")))?;
+        apply(&mut host, &input)?;
+        tx.put_json(catalog::HOSTS, host.id.as_bytes(), &host)?;
+        let mut event = Event::new(by.actor(), "settings_changed", id).client(client);
+        if input.webhook_url.is_some() {
+            event = event.with("webhook_url", "changed");
+        }
+        audit::append(tx, id, event)?;
+        Ok(host)
+    })
 }
 
 /// Normalises a Host header value: lower case, default port 443 dropped.

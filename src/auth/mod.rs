@@ -11,6 +11,7 @@ pub mod hosts;
 pub mod jwt;
 pub mod login;
 pub mod manager;
+pub mod nullable;
 pub mod password;
 pub mod ratelimit;
 pub mod sessions;

@@ -73,10 +73,13 @@ impl User {
 pub struct UserInput {
     pub username: Option<String>,
     pub nickname: Option<String>,
+    #[serde(default, deserialize_with = "super::nullable::field")]
     pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::nullable::field")]
     pub language: Option<Option<String>>,
     pub role: Option<String>,
     pub groups: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "super::nullable::field")]
     pub photo: Option<Option<String>>,
     pub disabled: Option<bool>,
     pub password: Option<String>,

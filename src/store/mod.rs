@@ -27,7 +27,6 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
 
-
 /// The database file in DATA_DIR.
 pub const DATABASE_FILE: &str = "invigil.redb";
 pub use catalog::Tree;

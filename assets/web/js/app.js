@@ -13,7 +13,7 @@ import * as integration from './views/integration.js';
 import * as wall from './views/wall.js';
 
 const MENUS = {
-  manager: [['#/try', 'Try it'], ['#/hosts', 'Hosts'], ['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration']],
+  manager: [['#/try', 'Try it'], ['#/hosts', 'Hosts'], ['#/instance', 'Instance'], ['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration']],
   administrator: [['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration']],
   proctor: [['#/wall', 'Live wall'], ['#/sessions', 'My sessions']],
   student: [['#/', 'My exams']],
@@ -72,6 +72,7 @@ async function route() {
       case 'password': return signin.password(app, false);
       case 'try': return demo.page(app);
       case 'hosts': return manager.hosts(app);
+      case 'instance': return manager.instance(app);
       case 'users': return admin.users(app);
       case 'templates': return admin.templates(app);
       case 'sessions': return sessions.list(app);

@@ -1,7 +1,8 @@
 //! A host's administration: users (with CSV import), API keys, JWT secrets,
-//! sign-in sessions and the audit log. Everything is scoped to the host the
-//! request's Host header names.
+//! sign-in sessions, the audit log and the host's own settings. Everything is
+//! scoped to the host the request's Host header names.
 
+use super::manager::HostView;
 use super::{Access, Ctx, Route, blocking, route};
 use crate::auth::users::{self, UserInput};
 use crate::auth::{Role, apikeys, audit, csv_import, hosts, now_secs, sessions};
@@ -52,6 +53,9 @@ pub(super) fn routes() -> Vec<Route> {
             post(rotate_jwt_secret),
         ),
         route(Method::GET, "/api/v1/audit", A, get(list_audit)),
+        route(Method::GET, "/api/v1/settings", A, get(get_settings)),
+        route(Method::PATCH, "/api/v1/settings", A, patch(update_settings))
+            .body::<hosts::SettingsInput>(),
     ]
 }
 
@@ -355,4 +359,29 @@ async fn list_audit(
         &ctx.host.id,
         &q.filter(),
     )?))
+}
+
+/// The administrator's own host, as the manager sees it.
+async fn get_settings(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+) -> Result<Json<HostView>, ApiError> {
+    Ok(Json(
+        hosts::get(state.accounts.store.as_ref(), &ctx.host.id)?.into(),
+    ))
+}
+
+async fn update_settings(
+    State(state): State<Arc<WebState>>,
+    Extension(ctx): Extension<Ctx>,
+    Json(input): Json<hosts::SettingsInput>,
+) -> Result<Json<HostView>, ApiError> {
+    let host = hosts::update_settings(
+        state.accounts.store.as_ref(),
+        ctx.who()?,
+        &ctx.host.id,
+        &input,
+        &ctx.client,
+    )?;
+    Ok(Json(host.into()))
 }

@@ -114,8 +114,7 @@ async fn status(State(state): State<Arc<WebState>>) -> Result<Json<Status>, ApiE
     let (schema_version, last_backup) = blocking(move || {
         Ok::<_, ApiError>((
             crate::store::schema_version(store.as_ref())?,
-            crate::backup::last(store.as_ref())
-                .map_err(|e| ApiError::internal("backup", e))?,
+            crate::backup::last(store.as_ref()).map_err(|e| ApiError::internal("backup", e))?,
         ))
     })
     .await?;

@@ -42,7 +42,7 @@ pub(super) fn routes() -> Vec<Route> {
 
 /// A host as the manager sees it: JWT secrets are never listed.
 #[derive(Serialize)]
-struct HostView {
+pub(super) struct HostView {
     id: String,
     domains: Vec<String>,
     title: String,

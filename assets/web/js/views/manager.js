@@ -1,5 +1,5 @@
 // The manager's page: the institutions (hosts) this instance serves.
-import { t } from '../i18n.js';
+import { t, number } from '../i18n.js';
 import { api, post } from '../api.js';
 import { h, show, field, table, when, notice, values } from '../dom.js';
 
@@ -73,4 +73,51 @@ export async function hosts(app) {
       notice(e.message, 'error');
     }
   }
+}
+
+/** Gibibytes with two decimals, in the interface's language. */
+function gib(bytes) {
+  return t('{n} GiB', { n: number(bytes / 2 ** 30) });
+}
+
+// The instance at a glance: version, TLS, storage, TURN, recognition, the
+// live hub and the last backup, from GET /api/v1/instance/status.
+export async function instance(app) {
+  const s = await api('GET', '/api/v1/instance/status');
+  const disk = s.storage.disk;
+  const rec = s.recognition;
+  const backup = s.last_backup;
+  const facts = (title, rows) => h('section', { class: 'card' },
+    h('h2', {}, title),
+    h('dl', { class: 'facts' }, ...rows.flatMap(([term, value]) => [h('dt', {}, term), h('dd', {}, value)])));
+  show(
+    h('h1', {}, t('Instance')),
+    h('div', { class: 'columns' },
+      facts(t('Server'), [
+        [t('Version'), s.version],
+        [t('Running since'), when(s.started_unix)],
+        [t('Schema version'), String(s.schema_version)],
+        [t('Certificate'), s.tls.cert_expires_unix ? t('{mode}, valid until {date}', { mode: s.tls.mode, date: when(s.tls.cert_expires_unix) }) : s.tls.mode],
+      ]),
+      facts(t('Storage'), [
+        [t('Data directory'), s.storage.data_dir],
+        [t('Free space'), disk ? t('{free} free of {total}', { free: gib(disk.free_bytes), total: gib(disk.total_bytes) }) : '—'],
+        [t('Database'), s.storage.database_bytes == null ? '—' : gib(s.storage.database_bytes)],
+        [t('Objects'), s.storage.objects],
+        [t('Last backup'), backup ? t('{date} to {target}', { date: when(backup.created_unix), target: backup.target }) : t('none yet')],
+      ]),
+      facts(t('TURN relay'), [
+        [t('Relay'), s.turn.relay === 'embedded' ? t('embedded, port {port}', { port: s.turn.port }) : t('external: {urls}', { urls: s.turn.urls.join(', ') })],
+        [t('Open allocations'), s.turn.allocations == null ? '—' : number(s.turn.allocations)],
+      ]),
+      facts(t('Recognition'), [
+        [t('Engine'), rec.engine],
+        [t('Workers and queue'), t('{threads} workers, {queue} jobs at most', { threads: rec.threads, queue: rec.queue })],
+        [t('Snapshots'), t('{analyzed} analysed, {skipped} skipped, {failed} failed', { analyzed: number(rec.snapshots_analyzed), skipped: number(rec.snapshots_skipped), failed: number(rec.snapshots_failed) })],
+      ]),
+      facts(t('Live hub'), [
+        [t('Connections'), number(s.hub.connections)],
+        [t('Messages waiting'), number(s.hub.queued)],
+      ])),
+    h('button', { type: 'button', onclick: () => instance(app) }, t('Refresh')));
 }
