@@ -77,6 +77,17 @@ async fn exam_day_in_chromium() {
     d.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_and_administrator_pages_in_chromium() {
+    let d = Daemon::start(&[("MANAGER_PASSWORD", PW)]).await;
+    let base = format!("https://localhost:{}", d.running.https_addr.port());
+    let out = tokio::task::spawn_blocking(move || run_script("admin-pages.mjs", &base))
+        .await
+        .unwrap();
+    assert!(out.contains("\"ok\":true"), "{out}");
+    d.stop().await;
+}
+
 /// Every text the interface passes to `t('…')` has a Russian translation,
 /// with the same `{placeholders}`; a catalog entry nothing uses is reported too.
 #[test]

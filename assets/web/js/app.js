@@ -5,6 +5,7 @@ import { h, show, notice } from './dom.js';
 import { t, init, languages, current, choose } from './i18n.js';
 import * as signin from './views/signin.js';
 import * as manager from './views/manager.js';
+import * as settings from './views/settings.js';
 import * as admin from './views/admin.js';
 import * as sessions from './views/sessions.js';
 import * as exam from './views/exam.js';
@@ -13,8 +14,8 @@ import * as integration from './views/integration.js';
 import * as wall from './views/wall.js';
 
 const MENUS = {
-  manager: [['#/try', 'Try it'], ['#/hosts', 'Hosts'], ['#/instance', 'Instance'], ['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration']],
-  administrator: [['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration']],
+  manager: [['#/try', 'Try it'], ['#/hosts', 'Hosts'], ['#/instance', 'Instance'], ['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration'], ['#/settings', 'Settings']],
+  administrator: [['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration'], ['#/settings', 'Settings']],
   proctor: [['#/wall', 'Live wall'], ['#/sessions', 'My sessions']],
   student: [['#/', 'My exams']],
 };
@@ -78,6 +79,7 @@ async function route() {
       case 'sessions': return sessions.list(app);
       case 'wall': return wall.page(app);
       case 'integration': return integration.page(app);
+      case 'settings': return settings.page(app);
       case 'session':
         return me.role === 'student' ? exam.page(app, decodeURIComponent(arg ?? '')) : sessions.detail(app, decodeURIComponent(arg ?? ''));
       default:

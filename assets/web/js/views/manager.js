@@ -75,9 +75,9 @@ export async function hosts(app) {
   }
 }
 
-/** Gibibytes with two decimals, in the interface's language. */
+/** A size in GiB, or MiB below one GiB, in the interface's language. */
 function gib(bytes) {
-  return t('{n} GiB', { n: number(bytes / 2 ** 30) });
+  return bytes < 2 ** 30 ? t('{n} MiB', { n: number(bytes / 2 ** 20) }) : t('{n} GiB', { n: number(bytes / 2 ** 30) });
 }
 
 // The instance at a glance: version, TLS, storage, TURN, recognition, the

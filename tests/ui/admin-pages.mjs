@@ -1,0 +1,50 @@
+// The manager's and administrators' own pages in a real Chromium: the
+// instance status, and a host's settings (title, webhook address, a new
+// signing secret shown once), each checked with axe-core.
+//
+// Usage: node admin-pages.mjs   (BASE, MANAGER_PASSWORD, INVIGIL_UI_MODULES in the environment)
+import assert from 'node:assert/strict';
+import { launch, person, accessible, signIn, BASE, MANAGER_PASSWORD } from './lib.mjs';
+
+const run = await launch('admin-pages', 90_000);
+const manager = await person(run.browser, 'manager');
+await signIn(manager, 'manager', MANAGER_PASSWORD);
+
+// Instance status: the figures the server reports, in words.
+await manager.getByRole('link', { name: 'Instance' }).click();
+await manager.getByRole('heading', { name: 'Instance' }).waitFor();
+const status = await manager.locator('main').innerText();
+for (const expected of ['self-signed, valid until', 'embedded, port', 'GiB free of', 'workers,']) {
+  assert.ok(status.includes(expected), `the instance page lacks "${expected}":\n${status}`);
+}
+assert.match(status, /Engine\s+(tract|onnxruntime)/);
+await accessible(manager, 'instance');
+
+// Settings: the title and the webhook are saved and shown again after a
+// reload (each save re-renders the page, so each step starts from a fresh load).
+async function settingsPage() {
+  await manager.goto(`${BASE}/#/settings`);
+  await manager.getByRole('heading', { name: 'Settings', exact: true }).waitFor();
+}
+await manager.getByRole('link', { name: 'Settings' }).click();
+await manager.getByRole('heading', { name: 'Settings', exact: true }).waitFor();
+await manager.getByLabel('Title', { exact: true }).fill('North School');
+await manager.getByRole('button', { name: 'Save' }).first().click();
+await manager.getByText('Settings saved.').waitFor();
+await settingsPage();
+await manager.getByLabel('Address', { exact: true }).fill('https://lms.school.example/invigil');
+await manager.getByRole('button', { name: 'Save' }).nth(1).click();
+await manager.getByText('Settings saved.').waitFor();
+await settingsPage();
+assert.equal(await manager.getByLabel('Title', { exact: true }).inputValue(), 'North School');
+assert.equal(await manager.getByLabel('Address', { exact: true }).inputValue(), 'https://lms.school.example/invigil');
+// A refused address is explained, and the saved one stays.
+await manager.getByLabel('Address', { exact: true }).fill('ftp://lms.school.example/hook');
+await manager.getByRole('button', { name: 'Save' }).nth(1).click();
+await manager.locator('#notice .error').waitFor();
+assert.match(await manager.locator('#notice').innerText(), /webhook_url/);
+await manager.getByRole('button', { name: 'New signing secret' }).click();
+assert.match(await manager.locator('#webhook-secret').innerText(), /^whsec_/);
+await accessible(manager, 'settings');
+
+await run.finish({});
