@@ -176,6 +176,10 @@ const pat = await person('proctor');
 await firstSignIn(pat, 'pat', 'Temporary pass 1', 'Pat chosen pass 1');
 await pat.getByRole('link', { name: 'Live wall' }).click();
 await pat.locator('.tile', { hasText: 'ann' }).getByText('student online').waitFor();
+// The wall's tile shows the camera too, relayed like the session view's.
+await pat.waitForFunction(() => document.querySelector('.tile video.remote')?.videoWidth > 0, null, { timeout: 30_000 });
+const wallRoute = await pat.evaluate(() => [...window.invigilWall.values()][0].viewer.route());
+assert.deepEqual(wallRoute, ['relay', 'relay'], `wall tile's candidate pair ${wallRoute}`);
 await accessible(pat, 'live wall');
 await pat.getByRole('link', { name: 'My sessions' }).click();
 await pat.getByRole('link', { name: 'ann' }).click();

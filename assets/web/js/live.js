@@ -25,21 +25,31 @@ async function iceConfig(session) {
   return { iceServers: ice.iceServers, iceTransportPolicy: 'relay' };
 }
 
-/** The student's side: one connection per proctor who asks to watch. */
+/** The student's side: one connection per viewer that asks to watch (a
+ * proctor may have the wall and a session view open at once; each is its own
+ * viewer). */
 export class Sender {
   constructor(hub, session, streams) {
     this.hub = hub;
     this.session = session;
     this.streams = streams; // () => MediaStream[]
-    this.peers = new Map();
+    this.peers = new Map(); // "user viewer" → RTCPeerConnection
     this.candidates = new Map();
   }
 
   async onSignal(frame) {
     const { from, payload } = frame;
-    if (payload?.type === 'watch') return this.offer(from);
-    const pc = this.peers.get(from);
-    const queue = this.candidates.get(from);
+    const viewer = payload?.viewer ?? '';
+    const key = `${from} ${viewer}`;
+    if (payload?.type === 'watch') return this.offer(key, from, viewer);
+    if (payload?.type === 'bye') {
+      this.peers.get(key)?.close();
+      this.peers.delete(key);
+      this.candidates.delete(key);
+      return;
+    }
+    const pc = this.peers.get(key);
+    const queue = this.candidates.get(key);
     if (!pc || !queue) return;
     if (payload?.sdp) {
       await pc.setRemoteDescription(payload.sdp);
@@ -48,22 +58,19 @@ export class Sender {
     if (payload?.candidate) await queue.add(pc, payload.candidate);
   }
 
-  async offer(to) {
-    // A repeated request while a connection is being made or works is
-    // answered by that connection, not by tearing it down.
-    const current = this.peers.get(to);
-    if (current && ['new', 'connecting', 'connected'].includes(current.connectionState) && current.remoteDescription === null) return;
-    if (current && current.connectionState === 'connected') return;
-    current?.close();
+  async offer(key, to, viewer) {
+    // A viewer asks only when it has no working connection, so its request
+    // replaces whatever this side still holds for it.
+    this.peers.get(key)?.close();
     const pc = new RTCPeerConnection(await iceConfig(this.session));
-    this.peers.set(to, pc);
-    this.candidates.set(to, new Candidates());
+    this.peers.set(key, pc);
+    this.candidates.set(key, new Candidates());
     for (const stream of this.streams()) {
       for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
     }
-    pc.onicecandidate = e => { if (e.candidate) this.signal(to, { candidate: e.candidate.toJSON() }); };
+    pc.onicecandidate = e => { if (e.candidate) this.signal(to, { candidate: e.candidate.toJSON(), viewer }); };
     await pc.setLocalDescription(await pc.createOffer());
-    this.signal(to, { sdp: pc.localDescription.toJSON() });
+    this.signal(to, { sdp: pc.localDescription.toJSON(), viewer });
   }
 
   signal(to, payload) {
@@ -85,6 +92,11 @@ export class Viewer {
     this.video = video;
     this.pc = null;
     this.candidates = new Candidates();
+    this.id = crypto.randomUUID();
+  }
+
+  send(payload) {
+    this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { ...payload, viewer: this.id } });
   }
 
   watch() {
@@ -92,12 +104,12 @@ export class Viewer {
     if (this.pc && ['new', 'connecting', 'connected'].includes(this.pc.connectionState)) return;
     if (Date.now() - (this.asked ?? 0) < 5000) return;
     this.asked = Date.now();
-    this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { type: 'watch' } });
+    this.send({ type: 'watch' });
   }
 
   async onSignal(frame) {
-    if (frame.from !== this.student) return;
     const { payload } = frame;
+    if (frame.from !== this.student || (payload?.viewer && payload.viewer !== this.id)) return;
     if (payload?.sdp?.type === 'offer') {
       this.pc?.close();
       // Candidates of this offer that arrive while it is being applied wait.
@@ -110,12 +122,12 @@ export class Viewer {
         if (this.video.srcObject !== e.streams[0]) this.video.srcObject = e.streams[0];
       };
       pc.onicecandidate = e => {
-        if (e.candidate) this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { candidate: e.candidate.toJSON() } });
+        if (e.candidate) this.send({ candidate: e.candidate.toJSON() });
       };
       await pc.setRemoteDescription(payload.sdp);
       await queue.flush(pc);
       await pc.setLocalDescription(await pc.createAnswer());
-      this.hub.send({ type: 'signal', session: this.session, to: this.student, payload: { sdp: pc.localDescription.toJSON() } });
+      this.send({ sdp: pc.localDescription.toJSON() });
     } else if (payload?.candidate) {
       await this.candidates.add(this.pc, payload.candidate);
     }
@@ -135,6 +147,8 @@ export class Viewer {
   }
 
   close() {
+    // The student's side frees its connection for this viewer at once.
+    if (this.pc) this.send({ type: 'bye' });
     this.pc?.close();
   }
 }

@@ -47,8 +47,8 @@ class Exam {
     this.statusBox = h('span', { class: `status ${s.status}` }, t(s.status));
     this.timer = h('span', { class: 'timer', role: 'timer' }, '');
     this.video = h('video', { autoplay: true, muted: true, playsinline: true, 'aria-label': t('Your camera') });
-    this.chat = h('ol', { class: 'chat', 'aria-label': t('Chat with the proctor') });
-    this.warnings = h('ul', { class: 'warnings', 'aria-label': t('Warnings') });
+    this.chat = h('ol', { class: 'chat', tabindex: 0, 'aria-label': t('Chat with the proctor') });
+    this.warnings = h('ul', { class: 'warnings', tabindex: 0, 'aria-label': t('Warnings') });
     this.link = h('p', { class: 'live' }, t('Connecting…'));
     this.lock = h('div', { class: 'lock', hidden: true, role: 'alertdialog', 'aria-label': t('Exam locked') },
       h('p', {}, t('The proctor has locked your exam. Please wait; you will be able to continue when they unlock it.')));

@@ -76,10 +76,10 @@ export async function detail(app, id) {
   liveHub?.close();
   const base = `/api/v1/sessions/${encodeURIComponent(id)}`;
   const [s, score, entries] = await Promise.all([api('GET', base), api('GET', `${base}/score`), api('GET', `${base}/protocol?limit=200`)]);
-  const chat = h('ol', { class: 'chat', 'aria-label': t('Chat') });
+  const chat = h('ol', { class: 'chat', tabindex: 0, 'aria-label': t('Chat') });
   const evidence = h('div', { class: 'evidence-list' });
   loadEvidence(base, evidence);
-  const timeline = h('ol', { class: 'timeline', 'aria-label': t('Timeline') }, entries.map(entryItem));
+  const timeline = h('ol', { class: 'timeline', tabindex: 0, 'aria-label': t('Timeline') }, entries.map(entryItem));
   const live = h('p', { class: 'live' }, t('Connecting…'));
   const video = h('video', { class: 'remote', autoplay: true, muted: true, playsinline: true, 'aria-label': t('The student’s camera') });
   const scoreBox = h('div', {}, scoreView(score));
