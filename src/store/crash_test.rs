@@ -1,6 +1,8 @@
 //! Crash test: a child process commits transactions in a loop and is killed
 //! with SIGKILL at a random moment; every write it acknowledged must be on
 //! disk afterwards, and every transaction must be all there or not at all.
+//! Writer threads commit beside the main loop, so commits grouped under one
+//! fsync are part of the test.
 //!
 //! The child is this same test binary, running the ignored `crash_child`
 //! test, so no extra binary has to be built.
@@ -28,6 +30,25 @@ const WINDOW: u64 = 20;
 /// Marks acknowledgement lines; searched anywhere in a line because the test
 /// harness prints the test name without a newline before the test runs.
 const ACK: &str = "crash-ack ";
+/// Writer threads beside the main loop, each with its own numbered keys.
+const GROUP_THREADS: u64 = 3;
+const GROUP_ACK: &str = "crash-group ";
+const GROUP_PREFIX: &[u8] = b"group/";
+
+fn group_key(thread: u64, n: u64) -> Vec<u8> {
+    [GROUP_PREFIX, &thread.to_be_bytes(), &n.to_be_bytes()].concat()
+}
+
+/// The numbers thread `t` has committed, in key order.
+fn group_numbers(store: &dyn Store, thread: u64) -> Vec<u64> {
+    let prefix = [GROUP_PREFIX, &thread.to_be_bytes()].concat();
+    store
+        .scan(HOSTS, &Scan::prefix(&prefix))
+        .expect("scan group keys")
+        .iter()
+        .map(|(k, _)| u64::from_be_bytes(k[prefix.len()..].try_into().expect("8-byte number")))
+        .collect()
+}
 
 fn key(n: u64) -> Vec<u8> {
     [PREFIX, &n.to_be_bytes()].concat()
@@ -55,10 +76,25 @@ fn crash_child() {
     let Ok(path) = std::env::var(DB_ENV) else {
         return;
     };
-    let store = RedbStore::open(&path).expect("child: open store");
-    let store: &dyn Store = &store;
+    let store = std::sync::Arc::new(RedbStore::open(&path).expect("child: open store"));
+    for thread in 0..GROUP_THREADS {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let store: &dyn Store = store.as_ref();
+            let mut n = group_numbers(store, thread).last().copied().unwrap_or(0);
+            loop {
+                n += 1;
+                store
+                    .write(|tx| tx.put(HOSTS, &group_key(thread, n), &value(n, 4)))
+                    .expect("child: group commit");
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "{GROUP_ACK}{thread} {n}").expect("child: write ack");
+                stdout.flush().expect("child: flush ack");
+            }
+        });
+    }
+    let store: &dyn Store = store.as_ref();
     let mut n = counter(store);
-    let mut stdout = std::io::stdout().lock();
     loop {
         n += 1;
         store
@@ -74,6 +110,7 @@ fn crash_child() {
             })
             .expect("child: commit");
         // Only after commit returned: this line is the acknowledgement.
+        let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{ACK}{n}").expect("child: write ack");
         stdout.flush().expect("child: flush ack");
     }
@@ -81,9 +118,19 @@ fn crash_child() {
 
 /// Checks the store against the invariant the child maintains; returns the
 /// counter of the last committed transaction.
-fn verify(path: &Path, max_ack: u64, previous: u64) -> u64 {
+fn verify(path: &Path, max_ack: u64, previous: u64, group_acks: &[u64]) -> u64 {
     let mut redb = RedbStore::open(path).expect("reopen after kill");
     let store: &dyn Store = &redb;
+    for (thread, &acked) in group_acks.iter().enumerate() {
+        let numbers = group_numbers(store, thread as u64);
+        let expected: Vec<u64> = (1..=numbers.len() as u64).collect();
+        assert_eq!(numbers, expected, "thread {thread}: a gap in its commits");
+        assert!(
+            numbers.len() as u64 >= acked,
+            "thread {thread}: acknowledged commit {acked} lost ({} on disk)",
+            numbers.len()
+        );
+    }
     let n = counter(store);
     assert!(
         n >= max_ack,
@@ -136,6 +183,7 @@ fn crash_test_acknowledged_writes_survive_kill() {
     let child_test = format!("{module}::crash_child");
     let mut rng = rand::rng();
     let (mut committed, mut total_acks, mut killed_before_ack) = (0u64, 0u64, 0usize);
+    let mut group_acked = vec![0u64; GROUP_THREADS as usize];
 
     for iteration in 0..ITERATIONS {
         let mut child = Command::new(&exe)
@@ -149,9 +197,19 @@ fn crash_test_acknowledged_writes_survive_kill() {
             .expect("spawn child");
         let stdout = child.stdout.take().expect("child stdout");
         let (tx, rx) = mpsc::channel::<u64>();
+        let (group_tx, group_rx) = mpsc::channel::<(usize, u64)>();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(at) = line.find(GROUP_ACK) {
+                    let mut parts = line[at + GROUP_ACK.len()..].split_whitespace();
+                    if let (Some(Ok(t)), Some(Ok(n))) =
+                        (parts.next().map(str::parse), parts.next().map(str::parse))
+                    {
+                        let _ = group_tx.send((t, n));
+                    }
+                    continue;
+                }
                 let ack = line.find(ACK).map(|at| &line[at + ACK.len()..]);
                 if let Some(n) = ack.and_then(|n| n.trim().parse().ok()) {
                     // The receiver lives until after join; a failed send
@@ -190,12 +248,17 @@ fn crash_test_acknowledged_writes_survive_kill() {
         }
         let max_ack = acks.last().copied().unwrap_or(committed);
         total_acks += acks.len() as u64;
-        committed = verify(&path, max_ack, committed);
+        for (thread, n) in group_rx.try_iter() {
+            group_acked[thread] = group_acked[thread].max(n);
+        }
+        committed = verify(&path, max_ack, committed, &group_acked);
     }
 
     eprintln!(
         "crash test: {ITERATIONS} kills, {total_acks} acknowledged transactions, \
-         {committed} committed, {killed_before_ack} kills before the first ack, {:?}",
+         {committed} committed, {killed_before_ack} kills before the first ack, \
+         {} acknowledged by {GROUP_THREADS} writer threads beside them, {:?}",
+        group_acked.iter().sum::<u64>(),
         started.elapsed()
     );
     // Guard against a vacuous pass where the child never got to commit.

@@ -1,8 +1,17 @@
 //! On-disk backend: one redb file, every tree a table of byte keys to byte
-//! values, every commit fsynced before it returns.
+//! values, every commit durable before it returns.
+//!
+//! Commits are grouped: each transaction commits without an fsync (redb's
+//! `Durability::None`, applied in order and visible at once) and then waits
+//! for a durable commit that started after it; one waiting writer makes that
+//! empty durable commit for everyone waiting, so N concurrent writers cost
+//! one fsync instead of N. redb persists non-durable commits with the next
+//! durable one, and after a crash opens at the last durable commit, so
+//! every write that was acknowledged survives.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use ::redb::{
     Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, TableDefinition,
@@ -22,6 +31,33 @@ pub struct RedbStore {
     db: Database,
     path: PathBuf,
     location: String,
+    group: Group,
+}
+
+/// The group-commit bookkeeping: commits are numbered as they complete; a
+/// durable commit covers every number handed out before it began.
+#[derive(Default)]
+struct Group {
+    state: Mutex<GroupState>,
+    synced: Condvar,
+}
+
+impl Group {
+    /// The state; a writer that panicked while holding it left it consistent
+    /// (every change is a single assignment).
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Default)]
+struct GroupState {
+    /// Non-durable commits completed so far.
+    committed: u64,
+    /// Every commit up to this number is durable.
+    durable: u64,
+    /// A writer is making the durable commit now.
+    syncing: bool,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -55,6 +91,7 @@ impl RedbStore {
             db,
             location: path.display().to_string(),
             path,
+            group: Group::default(),
         };
         store.create_trees()?;
         Ok(store)
@@ -89,11 +126,53 @@ impl RedbStore {
             .db
             .begin_write()
             .map_err(|e| self.error(None, e.into()))?;
-        // Immediate is redb's default; set it anyway, since the promise that
-        // an acknowledged write survives a crash rests on it.
-        tx.set_durability(Durability::Immediate)
+        // Durability comes from the grouped durable commit `commit` waits for.
+        tx.set_durability(Durability::None)
             .map_err(|e| self.error(None, e.into()))?;
         Ok(RedbWrite { store: self, tx })
+    }
+
+    /// Returns once the commit numbered `seq` is durable, making the durable
+    /// commit itself when no other writer is already making one.
+    fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut state = self.group.lock();
+        loop {
+            if state.durable >= seq {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self
+                    .group
+                    .synced
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            state.syncing = true;
+            let target = state.committed;
+            drop(state);
+            let result = self.durable_commit();
+            state = self.group.lock();
+            state.syncing = false;
+            if result.is_ok() {
+                state.durable = state.durable.max(target);
+            }
+            self.group.synced.notify_all();
+            // On failure the others retry the durable commit themselves.
+            result?;
+        }
+    }
+
+    /// An empty transaction committed durably: persists every non-durable
+    /// commit before it.
+    fn durable_commit(&self) -> Result<(), StoreError> {
+        let mut tx = self
+            .db
+            .begin_write()
+            .map_err(|e| self.error(None, e.into()))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| self.error(None, e.into()))?;
+        tx.commit().map_err(|e| self.error(None, e.into()))
     }
 
     /// Turns a redb error into ours, naming the file and, if known, the tree.
@@ -269,7 +348,15 @@ impl WriteTx for RedbWrite<'_> {
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         let RedbWrite { store, tx } = *self;
-        tx.commit().map_err(|e| store.error(None, e.into()))
+        tx.commit().map_err(|e| store.error(None, e.into()))?;
+        // Numbered after the commit completed, so any durable commit that
+        // begins from here on covers it.
+        let seq = {
+            let mut state = store.group.lock();
+            state.committed += 1;
+            state.committed
+        };
+        store.wait_durable(seq)
     }
 
     fn abort(self: Box<Self>) -> Result<(), StoreError> {
