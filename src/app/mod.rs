@@ -255,6 +255,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         }),
         recognition,
         uploads: uploads.clone(),
+        faces: Arc::default(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {

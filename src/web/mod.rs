@@ -53,6 +53,8 @@ pub struct WebState {
     pub recognition: recognize::Endpoint,
     /// Evidence uploads and their objects.
     pub uploads: Arc<crate::proctoring::uploads::Uploads>,
+    /// The reference faces of the hosts' sessions, for the c5 search.
+    pub faces: Arc<crate::proctoring::identity::FaceIndex>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

@@ -8,6 +8,7 @@ mod admin;
 mod attachments;
 mod demo;
 mod evidence;
+mod identity;
 mod manager;
 pub mod openapi;
 mod sessions;
@@ -113,6 +114,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(uploads::routes());
     all.extend(ws::routes());
     all.extend(demo::routes());
+    all.extend(identity::routes());
     all.push(route(
         Method::GET,
         "/api/v1/openapi.json",
