@@ -49,18 +49,19 @@ export class IdentityCheck {
     const s = this.state;
     const faceDone = !!s.face;
     this.box.hidden = !this.needed;
-    this.box.replaceChildren(
+    this.box.replaceChildren(...[
       h('h2', {}, t('Identity check')),
       r.face ? this.step('face', t('A photo of your face'),
         t('Look straight at the camera, alone, in good light.'),
-        t(faceDone ? 'Take the photo again' : 'Take the photo of your face'), () => this.face(), faceDone ? this.faceResult() : null) : null,
+        t(faceDone ? 'Take the photo again' : 'Take the photo of your face'), out => this.face(out), faceDone ? this.faceResult() : null) : null,
       r.document ? this.step('document', t('Your ID document'),
         t('Hold the page of your ID document with your photo up to the camera, flat and close.'),
-        t(s.document ? 'Take the photo again' : 'Take the photo of the document'), () => this.document(), s.document ? this.documentResult() : null, !faceDone) : null,
+        t(s.document ? 'Take the photo again' : 'Take the photo of the document'), out => this.document(out), s.document ? this.documentResult() : null, !faceDone) : null,
       r.liveness ? this.step('liveness', t('Head-turn check'),
         t('You will be asked to turn your head to the left or right, then back to the camera.'),
-        t(s.liveness ? 'Try the head-turn check again' : 'Start the head-turn check'), () => this.liveness(), s.liveness ? this.livenessResult() : null, !faceDone) : null,
-      h('p', { class: s.complete ? 'ok' : 'hint' }, t(s.complete ? 'Identity check complete.' : 'Complete each step to continue.')));
+        t(s.liveness ? 'Try the head-turn check again' : 'Start the head-turn check'), out => this.liveness(out), s.liveness ? this.livenessResult() : null, !faceDone) : null,
+      h('p', { class: s.complete ? 'ok' : 'hint' }, t(s.complete ? 'Identity check complete.' : 'Complete each step to continue.')),
+    ].filter(Boolean));
     this.onChange?.();
   }
 
