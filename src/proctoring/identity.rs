@@ -331,12 +331,14 @@ pub fn record_face(
             &key("e", &s.host_id, &s.id),
             &encode_reference(&s.student, embedding),
         )?;
+        // Only the count: the protocol is replayed to the student's page,
+        // and other students' sessions are for staff (`r/` keeps them).
         let data = serde_json::json!({
             "check": "face",
             "accepted": true,
             "profile": check.profile,
             "profile_problem": check.profile_problem,
-            "elsewhere": check.elsewhere,
+            "same_face_elsewhere": check.elsewhere.len(),
         });
         protocol::append_with(
             tx,
@@ -347,7 +349,11 @@ pub fn record_face(
             data,
             vec![check.photo.clone()],
         )?;
-        let c5 = if check.elsewhere.is_empty() { 0.0 } else { 100.0 };
+        let c5 = if check.elsewhere.is_empty() {
+            0.0
+        } else {
+            100.0
+        };
         add_values(tx, &mut s, &BTreeMap::from([(Metric::C5, c5)]), check.at)?;
         Ok(s)
     })
@@ -458,11 +464,7 @@ pub fn new_challenge(
     };
     store.write(|tx| {
         reload(tx, s)?;
-        tx.put_json(
-            catalog::IDENTITY,
-            &key("c", &s.host_id, &s.id),
-            &challenge,
-        )?;
+        tx.put_json(catalog::IDENTITY, &key("c", &s.host_id, &s.id), &challenge)?;
         Ok::<_, ProctoringError>(())
     })?;
     Ok(challenge)

@@ -94,7 +94,10 @@ impl SnapshotAnalyzer for FaceCounter {
         let faces = recognizer
             .detect(&decoded, recognize::Range::Near)
             .map_err(|e| e.to_string())?;
-        let c4 = match (reference, faces.iter().max_by(|a, b| a.area().total_cmp(&b.area()))) {
+        let c4 = match (
+            reference,
+            faces.iter().max_by(|a, b| a.area().total_cmp(&b.area())),
+        ) {
             (Some(reference), Some(main)) => {
                 let crops = recognizer.aligned(&decoded, std::slice::from_ref(main));
                 recognizer

@@ -133,7 +133,10 @@ fn validate(input: &TemplateInput) -> Result<(), ProctoringError> {
         (input.addons.liveness, "addons.liveness"),
     ] {
         if on && !input.addons.face_check {
-            return bad(field, "needs addons.face_check (it is compared with the face photo)");
+            return bad(
+                field,
+                "needs addons.face_check (it is compared with the face photo)",
+            );
         }
     }
     Ok(())

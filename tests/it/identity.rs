@@ -90,15 +90,28 @@ async fn the_face_photo_is_checked_and_compared_with_the_profile_photo() {
     // Refusals say why, and keep nothing but the protocol entry.
     let blank = png(&RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128])));
     let (s, a) = post_image(&e, &e.ann, &face, blank).await;
-    assert_eq!((s, &a["accepted"], &a["problem"]), (200, &json!(false), &json!("no_face")), "{a}");
+    assert_eq!(
+        (s, &a["accepted"], &a["problem"]),
+        (200, &json!(false), &json!("no_face")),
+        "{a}"
+    );
     assert!(a["message"].as_str().unwrap().contains("no face"), "{a}");
     let group = std::fs::read(data("group.jpg")).unwrap();
     let (s, a) = post_image(&e, &e.ann, &face, group).await;
     assert_eq!((s, &a["problem"]), (200, &json!("several_faces")), "{a}");
-    assert!(a["message"].as_str().unwrap().contains("faces were found"), "{a}");
+    assert!(
+        a["message"].as_str().unwrap().contains("faces were found"),
+        "{a}"
+    );
     let (s, a) = post_image(&e, &e.ann, &face, b"not an image".to_vec()).await;
-    assert_eq!((s, a["error"].as_str()), (422, Some("unsupported_image")), "{a}");
-    let (_, state) = e.c.call(Method::GET, &identity(&e.id, ""), &e.p1, None).await;
+    assert_eq!(
+        (s, a["error"].as_str()),
+        (422, Some("unsupported_image")),
+        "{a}"
+    );
+    let (_, state) =
+        e.c.call(Method::GET, &identity(&e.id, ""), &e.p1, None)
+            .await;
     assert!(state["face"].is_null(), "{state}");
 
     // Ann's own face: accepted, and it matches her profile photo.
@@ -112,19 +125,22 @@ async fn the_face_photo_is_checked_and_compared_with_the_profile_photo() {
     // Only the student sends it; the proctor reads it, with the photo.
     let (s, _) = post_image(&e, &e.p1, &face, mine.clone()).await;
     assert_eq!(s, 403);
-    let (_, state) = e.c.call(Method::GET, &identity(&e.id, ""), &e.p1, None).await;
+    let (_, state) =
+        e.c.call(Method::GET, &identity(&e.id, ""), &e.p1, None)
+            .await;
     assert_eq!(state["face"]["profile"]["verified"], true, "{state}");
     let stored = e.req(Method::GET, &face, &e.p1).send().await.unwrap();
     assert_eq!(stored.status(), 200);
     assert_eq!(stored.headers()["content-type"], "image/png");
     assert_eq!(stored.bytes().await.unwrap().as_ref(), mine.as_slice());
     // Bob is not in this session: it does not exist for him.
-    let (s, _) = e.c.call(Method::GET, &identity(&e.id, ""), &e.bob, None).await;
+    let (s, _) =
+        e.c.call(Method::GET, &identity(&e.id, ""), &e.bob, None)
+            .await;
     assert_eq!(s, 404);
     // Every attempt is in the protocol, the accepted one with its photo.
-    let (_, p) = e
-        .c
-        .call(
+    let (_, p) =
+        e.c.call(
             Method::GET,
             &format!("/api/v1/sessions/{}/protocol?kind=face_check", e.id),
             &e.p1,
@@ -150,7 +166,10 @@ async fn the_face_photo_is_checked_and_compared_with_the_profile_photo() {
     let (s, a) = post_image(&e, &e.bob, &identity(&bob_id, "/face"), png(&orl(2, 1))).await;
     assert_eq!((s, &a["accepted"]), (200, &json!(true)), "{a}");
     assert_eq!(a["profile"]["verified"], false, "{a}");
-    assert!(a["message"].as_str().unwrap().contains("does not match"), "{a}");
+    assert!(
+        a["message"].as_str().unwrap().contains("does not match"),
+        "{a}"
+    );
     e.d.stop().await;
 }
 
@@ -161,7 +180,10 @@ async fn the_document_and_liveness_compare_with_the_face_photo() {
     // Nothing to compare with before the face photo.
     let (s, a) = post_image(&e, &e.ann, &doc, png(&document(&orl(1, 3)))).await;
     assert_eq!((s, a["error"].as_str()), (409, Some("conflict")), "{a}");
-    assert!(a["message"].as_str().unwrap().contains("face photo first"), "{a}");
+    assert!(
+        a["message"].as_str().unwrap().contains("face photo first"),
+        "{a}"
+    );
     let (s, _) = post_image(&e, &e.ann, &identity(&e.id, "/face"), png(&orl(1, 1))).await;
     assert_eq!(s, 200);
 
@@ -170,12 +192,21 @@ async fn the_document_and_liveness_compare_with_the_face_photo() {
     assert_eq!(a["comparison"]["verified"], true, "{a}");
     assert!(a.as_object().unwrap().contains_key("fields"), "{a}");
     let (s, a) = post_image(&e, &e.ann, &doc, png(&document(&orl(3, 1)))).await;
-    assert_eq!((s, &a["comparison"]["verified"]), (200, &json!(false)), "{a}");
+    assert_eq!(
+        (s, &a["comparison"]["verified"]),
+        (200, &json!(false)),
+        "{a}"
+    );
     let blank = png(&RgbImage::from_pixel(640, 400, image::Rgb([225, 220, 200])));
     let (s, a) = post_image(&e, &e.ann, &doc, blank).await;
     assert_eq!((s, &a["problem"]), (200, &json!("no_face")), "{a}");
-    let (_, state) = e.c.call(Method::GET, &identity(&e.id, ""), &e.p1, None).await;
-    assert_eq!(state["document"]["comparison"]["verified"], false, "{state}");
+    let (_, state) =
+        e.c.call(Method::GET, &identity(&e.id, ""), &e.p1, None)
+            .await;
+    assert_eq!(
+        state["document"]["comparison"]["verified"], false,
+        "{state}"
+    );
     let stored = e.req(Method::GET, &doc, &e.p1).send().await.unwrap();
     assert_eq!(stored.status(), 200);
 
@@ -190,24 +221,35 @@ async fn the_document_and_liveness_compare_with_the_face_photo() {
     let still = base64_png(&orl(1, 1));
     let frames = vec![still; 8];
     let body = json!({ "challenge": c["id"], "frames": frames });
-    let (s, a) = e.c.call(Method::POST, &liveness, &e.ann, Some(body.clone())).await;
+    let (s, a) =
+        e.c.call(Method::POST, &liveness, &e.ann, Some(body.clone()))
+            .await;
     assert_eq!((s, &a["live"]), (200, &json!(false)), "{a}");
     assert_eq!(a["faces"], 8, "{a}");
-    assert!(a["reason"].as_str().unwrap().contains("0 of 2 turns"), "{a}");
+    assert!(
+        a["reason"].as_str().unwrap().contains("0 of 2 turns"),
+        "{a}"
+    );
     // The challenge is used up, whatever the answer.
     let (s, a) = e.c.call(Method::POST, &liveness, &e.ann, Some(body)).await;
-    assert_eq!((s, a["error"].as_str()), (422, Some("invalid_field")), "{a}");
+    assert_eq!(
+        (s, a["error"].as_str()),
+        (422, Some("invalid_field")),
+        "{a}"
+    );
     // Frames are bounded and named when wrong.
     let (_, c) = e.c.call(Method::POST, &challenge, &e.ann, None).await;
     let few = json!({ "challenge": c["id"], "frames": ["AAAA"] });
     let (s, a) = e.c.call(Method::POST, &liveness, &e.ann, Some(few)).await;
     assert_eq!(s, 422, "{a}");
-    assert!(a["message"].as_str().unwrap().contains("5 to 40 frames"), "{a}");
+    assert!(
+        a["message"].as_str().unwrap().contains("5 to 40 frames"),
+        "{a}"
+    );
     let mut bad = vec![base64_png(&orl(1, 1)); 6];
     bad[4] = "%%%".into();
-    let (s, a) = e
-        .c
-        .call(
+    let (s, a) =
+        e.c.call(
             Method::POST,
             &liveness,
             &e.ann,
@@ -225,8 +267,8 @@ async fn the_document_and_liveness_compare_with_the_face_photo() {
     assert_eq!((s, &a["live"]), (200, &json!(true)), "{a}");
     // Someone else turning as asked is not the face of the face photo.
     let (_, c) = e.c.call(Method::POST, &challenge, &e.ann, None).await;
-    let (s, a) = e.c
-        .call(
+    let (s, a) =
+        e.c.call(
             Method::POST,
             &liveness,
             &e.ann,
@@ -235,7 +277,9 @@ async fn the_document_and_liveness_compare_with_the_face_photo() {
         .await;
     assert_eq!((s, &a["live"]), (200, &json!(false)), "{a}");
     assert!(a["reason"].as_str().unwrap().contains("face photo"), "{a}");
-    let (_, state) = e.c.call(Method::GET, &identity(&e.id, ""), &e.ann, None).await;
+    let (_, state) =
+        e.c.call(Method::GET, &identity(&e.id, ""), &e.ann, None)
+            .await;
     assert_eq!(state["liveness"]["live"], false, "{state}");
     e.d.stop().await;
 }
@@ -293,9 +337,8 @@ fn other_person_turning(turns: &Value) -> Vec<String> {
 async fn poll_metric(e: &Exam, id: &str, metric: &str) -> f64 {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, p) = e
-            .c
-            .call(
+        let (_, p) =
+            e.c.call(
                 Method::GET,
                 &format!("/api/v1/sessions/{id}/protocol?kind=metrics"),
                 &e.p1,
@@ -335,19 +378,29 @@ async fn c4_on_snapshots_and_c5_within_a_host_only() {
     let (_, bob_id) = e.c.session(&e.admin, "bob", "t", &["p1"]).await;
     let (s, a) = post_image(&e, &e.bob, &identity(&bob_id, "/face"), png(&orl(1, 3))).await;
     assert_eq!(s, 200, "{a}");
-    assert!(a.get("elsewhere").is_none(), "students do not see other sessions: {a}");
+    assert!(
+        a.get("elsewhere").is_none(),
+        "students do not see other sessions: {a}"
+    );
     assert_eq!(poll_metric(&e, &bob_id, "c5").await, 100.0);
-    let (_, state) = e.c.call(Method::GET, &identity(&bob_id, ""), &e.p1, None).await;
-    assert_eq!(state["face"]["elsewhere"][0]["session"], e.id.as_str(), "{state}");
+    let (_, state) =
+        e.c.call(Method::GET, &identity(&bob_id, ""), &e.p1, None)
+            .await;
+    assert_eq!(
+        state["face"]["elsewhere"][0]["session"],
+        e.id.as_str(),
+        "{state}"
+    );
     assert_eq!(state["face"]["elsewhere"][0]["student"], "ann", "{state}");
-    let (_, mine) = e.c.call(Method::GET, &identity(&bob_id, ""), &e.bob, None).await;
+    let (_, mine) =
+        e.c.call(Method::GET, &identity(&bob_id, ""), &e.bob, None)
+            .await;
     assert_eq!(mine["face"]["elsewhere"], json!([]), "{mine}");
 
     // The same face on another host is that host's business only.
     let manager = e.c.login("manager", "Manager pass 123").await;
-    let (s, made) = e
-        .c
-        .call(
+    let (s, made) =
+        e.c.call(
             Method::POST,
             "/api/v1/hosts",
             &manager,
@@ -356,10 +409,10 @@ async fn c4_on_snapshots_and_c5_within_a_host_only() {
         .await;
     assert_eq!(s, 201, "{made}");
     let host_id = made["id"].as_str().unwrap().to_string();
-    let first = json!({ "username": "oa", "role": "administrator", "password": "Temporary pass 1" });
-    let (s, _) = e
-        .c
-        .call(
+    let first =
+        json!({ "username": "oa", "role": "administrator", "password": "Temporary pass 1" });
+    let (s, _) =
+        e.c.call(
             Method::POST,
             &format!("/api/v1/hosts/{host_id}/users"),
             &manager,
@@ -370,12 +423,25 @@ async fn c4_on_snapshots_and_c5_within_a_host_only() {
     let other = Other { e: &e };
     let admin = other.user_first_sign_in("oa").await;
     let carol = {
-        let body = json!({ "username": "carol", "role": "student", "password": "Temporary pass 1" });
-        assert_eq!(other.call(Method::POST, "/api/v1/users", &admin, Some(body)).await.0, 201);
+        let body =
+            json!({ "username": "carol", "role": "student", "password": "Temporary pass 1" });
+        assert_eq!(
+            other
+                .call(Method::POST, "/api/v1/users", &admin, Some(body))
+                .await
+                .0,
+            201
+        );
         other.user_first_sign_in("carol").await
     };
     let t = json!({ "id": "t", "name": "t", "addons": { "face_check": true } });
-    assert_eq!(other.call(Method::POST, "/api/v1/templates", &admin, Some(t)).await.0, 201);
+    assert_eq!(
+        other
+            .call(Method::POST, "/api/v1/templates", &admin, Some(t))
+            .await
+            .0,
+        201
+    );
     let (s, made) = other
         .call(
             Method::POST,
@@ -394,10 +460,17 @@ async fn c4_on_snapshots_and_c5_within_a_host_only() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (_, state) = other.call(Method::GET, &identity(&carol_id, ""), &admin, None).await;
+    let (_, state) = other
+        .call(Method::GET, &identity(&carol_id, ""), &admin, None)
+        .await;
     assert_eq!(state["face"]["elsewhere"], json!([]), "{state}");
     let (_, session) = other
-        .call(Method::GET, &format!("/api/v1/sessions/{carol_id}"), &admin, None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{carol_id}"),
+            &admin,
+            None,
+        )
         .await;
     assert_eq!(session["averages"]["sums"]["c5"][0], 0.0, "{session}");
     e.d.stop().await;
@@ -421,7 +494,13 @@ impl Other<'_> {
             .header("cookie", format!("__Host-invigil={cookie}"))
     }
 
-    async fn call(&self, method: Method, path: &str, cookie: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut r = self.request(method, path, cookie);
         if let Some(b) = body {
             r = r.json(&b);
@@ -465,4 +544,3 @@ fn cookie_of(r: &reqwest::Response) -> String {
         .map(|v| v.split(';').next().unwrap().to_string())
         .unwrap()
 }
-

@@ -87,13 +87,19 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("GET", "/api/v1/sessions/{id}/identity"), "signed"),
         (("POST", "/api/v1/sessions/{id}/identity/face"), "signed"),
         (("GET", "/api/v1/sessions/{id}/identity/face"), "signed"),
-        (("POST", "/api/v1/sessions/{id}/identity/document"), "signed"),
+        (
+            ("POST", "/api/v1/sessions/{id}/identity/document"),
+            "signed",
+        ),
         (("GET", "/api/v1/sessions/{id}/identity/document"), "signed"),
         (
             ("POST", "/api/v1/sessions/{id}/identity/liveness/challenge"),
             "signed",
         ),
-        (("POST", "/api/v1/sessions/{id}/identity/liveness"), "signed"),
+        (
+            ("POST", "/api/v1/sessions/{id}/identity/liveness"),
+            "signed",
+        ),
     ]
     .into_iter()
     .collect();

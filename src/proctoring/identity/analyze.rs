@@ -34,9 +34,9 @@ impl Problem {
             Problem::NoFace => {
                 "no face was found: look straight at the camera in good light".into()
             }
-            Problem::SeveralFaces(n) => format!(
-                "{n} faces were found: only you may be in front of the camera"
-            ),
+            Problem::SeveralFaces(n) => {
+                format!("{n} faces were found: only you may be in front of the camera")
+            }
             Problem::TooSmall => "the face is too small: come closer to the camera".into(),
         }
     }
@@ -48,7 +48,11 @@ pub struct Found {
     pub embedding: Embedding,
 }
 
-fn embed(r: &Recognizer, image: &RgbImage, face: &Face) -> Result<Option<Embedding>, RecognizeError> {
+fn embed(
+    r: &Recognizer,
+    image: &RgbImage,
+    face: &Face,
+) -> Result<Option<Embedding>, RecognizeError> {
     let crops = r.aligned(image, std::slice::from_ref(face));
     if crops.is_empty() {
         return Ok(None);
@@ -59,7 +63,10 @@ fn embed(r: &Recognizer, image: &RgbImage, face: &Face) -> Result<Option<Embeddi
 /// Checks a face photo: the webcam detector first, the small-face one
 /// when it finds nothing (a photo taken from further away), so a group
 /// shows as several faces either way.
-pub fn face_photo(r: &Recognizer, image: &RgbImage) -> Result<Result<Found, Problem>, RecognizeError> {
+pub fn face_photo(
+    r: &Recognizer,
+    image: &RgbImage,
+) -> Result<Result<Found, Problem>, RecognizeError> {
     let mut faces = r.detect(image, Range::Near)?;
     if faces.is_empty() {
         faces = r.detect(image, Range::Far)?;

@@ -166,7 +166,10 @@ mod tests {
     /// `e` moved by a small random step and renormalised: the same person
     /// on another photo.
     fn nearby(e: &Embedding, rng: &mut impl Rng) -> Embedding {
-        let mut v: Vec<f32> = e.0.iter().map(|x| x + rng.random_range(-0.02..0.02)).collect();
+        let mut v: Vec<f32> =
+            e.0.iter()
+                .map(|x| x + rng.random_range(-0.02..0.02))
+                .collect();
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.iter_mut().for_each(|x| *x /= n);
         Embedding(v)

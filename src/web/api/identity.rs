@@ -124,7 +124,9 @@ fn image_type(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
     {
         return Err(ApiError::new(
             "unsupported_media_type",
-            format!("Content-Type {declared}: send the photo as image/jpeg, image/png or image/webp"),
+            format!(
+                "Content-Type {declared}: send the photo as image/jpeg, image/png or image/webp"
+            ),
         ));
     }
     let sniffed = match image::guess_format(body) {
@@ -330,7 +332,11 @@ async fn reference_of(
     state: &WebState,
     s: &Session,
 ) -> Result<crate::recognize::Embedding, ApiError> {
-    let (store, host, id) = (state.accounts.store.clone(), s.host_id.clone(), s.id.clone());
+    let (store, host, id) = (
+        state.accounts.store.clone(),
+        s.host_id.clone(),
+        s.id.clone(),
+    );
     blocking(move || identity::reference(store.as_ref(), &host, &id))
         .await?
         .ok_or_else(|| {
@@ -487,7 +493,9 @@ async fn liveness(
                     RecognizeError::UnsupportedFormat(m) => {
                         RecognizeError::UnsupportedFormat(format!("frames[{i}]: {m}"))
                     }
-                    RecognizeError::Corrupt(m) => RecognizeError::Corrupt(format!("frames[{i}]: {m}")),
+                    RecognizeError::Corrupt(m) => {
+                        RecognizeError::Corrupt(format!("frames[{i}]: {m}"))
+                    }
                     other => other,
                 })
             })
@@ -608,7 +616,10 @@ async fn photo(
         HeaderValue::from_static("sandbox; default-src 'none'"),
     );
     // A new photo gets a new key, so the key is the version.
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
     let etag = format!("\"{}\"", key.rsplit('/').next().unwrap_or("photo"));
     Ok(range::respond(bytes.to_vec(), out, &request, &etag))
 }
