@@ -544,3 +544,36 @@ fn cookie_of(r: &reqwest::Response) -> String {
         .map(|v| v.split(';').next().unwrap().to_string())
         .unwrap()
 }
+
+#[tokio::test]
+async fn a_full_recognition_pool_answers_429_with_retry_after() {
+    let e = exam(&[("THREADS", "1"), ("RECOGNIZER_QUEUE", "1")]).await;
+    let face = identity(&e.id, "/face");
+    let group = std::fs::read(data("group.jpg")).unwrap();
+    let send = || {
+        e.req(Method::POST, &face, &e.ann)
+            .header("content-type", "image/jpeg")
+            .body(group.clone())
+            .send()
+    };
+    // Load the models first, so the burst below meets a working pool.
+    assert_eq!(send().await.unwrap().status(), 200);
+    let answers = futures::future::join_all((0..6).map(|_| send())).await;
+    let (mut ok, mut busy) = (0, 0);
+    for r in answers {
+        let r = r.unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                let retry = r.headers().get("retry-after").cloned();
+                assert_eq!(retry.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["error"], "too_many_requests", "{body}");
+                busy += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(ok >= 1 && busy >= 1, "{ok} answered, {busy} refused");
+    e.d.stop().await;
+}
