@@ -133,6 +133,20 @@ async fn the_face_photo_is_checked_and_compared_with_the_profile_photo() {
     assert_eq!(stored.status(), 200);
     assert_eq!(stored.headers()["content-type"], "image/png");
     assert_eq!(stored.bytes().await.unwrap().as_ref(), mine.as_slice());
+    // The photo is part of the session's evidence bundle.
+    let bundle = e
+        .req(
+            Method::GET,
+            &format!("/api/v1/sessions/{}/export", e.id),
+            &e.p1,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), 200);
+    let tar = bundle.bytes().await.unwrap();
+    let named = |needle: &[u8]| tar.windows(needle.len()).any(|w| w == needle);
+    assert!(named(b"/identity/face-"), "no identity photo in the bundle");
     // Bob is not in this session: it does not exist for him.
     let (s, _) =
         e.c.call(Method::GET, &identity(&e.id, ""), &e.bob, None)
