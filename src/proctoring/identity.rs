@@ -127,9 +127,11 @@ impl Required {
     }
 }
 
-/// The checks with what the template requires and whether all are passed:
-/// the face accepted (and matching the profile photo when compared), the
-/// document's face matching, the liveness challenge passed.
+/// The checks with what the template requires and whether all are done:
+/// the face photo and the document accepted (a face found), the liveness
+/// challenge passed. A face unlike the profile photo or the document does
+/// not hold the student up (a proctor decides, and c4 counts it); a photo
+/// without a usable face or a failed challenge has to be taken again.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct State {
     pub required: Required,
@@ -140,14 +142,8 @@ pub struct State {
 
 impl State {
     pub fn new(required: Required, checks: Checks) -> Self {
-        let face_ok = checks
-            .face
-            .as_ref()
-            .is_some_and(|f| f.profile.is_none_or(|p| p.verified));
-        let document_ok = checks
-            .document
-            .as_ref()
-            .is_some_and(|d| d.comparison.verified);
+        let face_ok = checks.face.is_some();
+        let document_ok = checks.document.is_some();
         let liveness_ok = checks.liveness.as_ref().is_some_and(|l| l.live);
         let complete = (!required.face || face_ok)
             && (!required.document || document_ok)
@@ -272,6 +268,18 @@ pub fn c4_value(reference: &Embedding, face: &Embedding) -> f64 {
     }
 }
 
+/// The metric values a face check gives: c5 (100 when the same face is in
+/// another student's session of the host), and c4 against the profile
+/// photo when there is one (100 when it is another person).
+pub fn face_values(check: &FaceCheck) -> BTreeMap<Metric, f64> {
+    let flag = |b: bool| if b { 100.0 } else { 0.0 };
+    let mut values = BTreeMap::from([(Metric::C5, flag(!check.elsewhere.is_empty()))]);
+    if let Some(p) = check.profile {
+        values.insert(Metric::C4, flag(!p.verified));
+    }
+    values
+}
+
 /// Folds server-measured values into the session's averages and score,
 /// whatever its status before the end (identity checks come before the
 /// start), with a metric entry in the protocol.
@@ -312,8 +320,8 @@ fn reload(tx: &dyn ReadTx, s: &Session) -> Result<Session, ProctoringError> {
 }
 
 /// Records an accepted face photo in one transaction: the check, the
-/// reference face, the protocol entry with the photo, and c5 (100 when
-/// `check.elsewhere` is not empty). Returns the session with its new score.
+/// reference face, the protocol entry with the photo, and its metric values
+/// (see [`face_values`]). Returns the session with its new score.
 pub fn record_face(
     store: &dyn Store,
     s: &Session,
@@ -349,12 +357,7 @@ pub fn record_face(
             data,
             vec![check.photo.clone()],
         )?;
-        let c5 = if check.elsewhere.is_empty() {
-            0.0
-        } else {
-            100.0
-        };
-        add_values(tx, &mut s, &BTreeMap::from([(Metric::C5, c5)]), check.at)?;
+        add_values(tx, &mut s, &face_values(check), check.at)?;
         Ok(s)
     })
 }

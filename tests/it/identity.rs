@@ -184,6 +184,13 @@ async fn the_face_photo_is_checked_and_compared_with_the_profile_photo() {
         a["message"].as_str().unwrap().contains("does not match"),
         "{a}"
     );
+    // Against the profile photo is c4 (the vendor's "not the profile
+    // photo's face"): on Bob's session, not on Ann's.
+    for (id, c4) in [(&bob_id, 100.0), (&e.id, 0.0)] {
+        let path = format!("/api/v1/sessions/{id}");
+        let (_, session) = e.c.call(Method::GET, &path, &e.admin, None).await;
+        assert_eq!(session["averages"]["sums"]["c4"][0], c4, "{session}");
+    }
     e.d.stop().await;
 }
 

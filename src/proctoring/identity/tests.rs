@@ -151,13 +151,19 @@ fn state_says_what_is_still_required() {
         reason: None,
         yaw: vec![],
     };
-    record_liveness(store, &s, "ann", &live).unwrap();
-    // A face unlike the profile photo's keeps the check incomplete.
+    // Not live yet: incomplete.
+    let mut failed = live.clone();
+    failed.live = false;
+    record_liveness(store, &s, "ann", &failed).unwrap();
     assert!(!state(store, &s).unwrap().complete);
-    record_face(store, &s, "ann", &face_check(&s, 2002), &unit(1)).unwrap();
+    // A face unlike the profile photo's does not hold the student up: it
+    // counts as c4 for the proctor to see.
+    record_liveness(store, &s, "ann", &live).unwrap();
     let st = state(store, &s).unwrap();
     assert!(st.complete, "{st:?}");
     assert!(st.checks.liveness.unwrap().live);
+    let now = sessions::get(store, &h, &s.id).unwrap();
+    assert_eq!(now.averages.get(Metric::C4), 100.0);
 }
 
 #[test]

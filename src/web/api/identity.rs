@@ -16,7 +16,6 @@ use crate::proctoring::identity::analyze::{self, Problem};
 use crate::proctoring::identity::{
     self, Challenge, Comparison, DocumentCheck, FaceCheck, LivenessCheck, State,
 };
-use crate::proctoring::metrics::Metric;
 use crate::proctoring::sessions::Session;
 use crate::recognize::{RecognizeError, Recognizer, THRESHOLD, Verification};
 use crate::web::WebState;
@@ -30,7 +29,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, header};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Liveness frames: enough for two turns at a few frames per second.
@@ -291,12 +289,11 @@ async fn face(
         )?;
         let updated = identity::record_face(store.as_ref(), &session, &by, &check, &embedding)?;
         index.put(&session.host_id, &session.id, &session.student, &embedding);
-        Ok::<_, ApiError>((updated, check.elsewhere.is_empty()))
+        Ok::<_, ApiError>((updated, identity::face_values(&check)))
     })
     .await?;
-    let (updated, alone) = updated;
-    let c5 = BTreeMap::from([(Metric::C5, if alone { 0.0 } else { 100.0 })]);
-    state.hub.announce_metrics(&updated, &c5);
+    let (updated, values) = updated;
+    state.hub.announce_metrics(&updated, &values);
     let message = match &profile {
         Some(p) if !p.verified => {
             "photo taken, but the face does not match your profile photo: take it again facing the camera in good light, or tell the proctor"
