@@ -268,6 +268,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             recognition_queue: config.recognizer_queue,
             snapshots: snapshot_stats.clone(),
         },
+        faces: Arc::default(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {

@@ -5,6 +5,7 @@ pub mod access;
 pub mod attachments;
 pub mod bundle;
 pub mod evidence_key;
+pub mod identity;
 pub mod links;
 pub mod live;
 pub mod metrics;

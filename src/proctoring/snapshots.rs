@@ -5,8 +5,8 @@
 
 use super::ProctoringError;
 use super::metrics::Metric;
-use super::sessions;
-use crate::recognize::{self, DecodeLimits, Recognizer};
+use super::{identity, sessions};
+use crate::recognize::{self, DecodeLimits, Embedding, Recognizer};
 use crate::store::Store;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -46,6 +46,25 @@ pub struct Job {
 /// counts faces in tests of the queue.
 pub trait SnapshotAnalyzer: Send + Sync + 'static {
     fn faces(&self, image: &[u8]) -> Result<usize, String>;
+
+    /// The faces and, given the session's reference face, whether the main
+    /// face is its person (c4); an analyzer that cannot embed says `None`.
+    fn analyze(&self, image: &[u8], reference: Option<&Embedding>) -> Result<Analysis, String> {
+        let _ = reference;
+        Ok(Analysis {
+            faces: self.faces(image)?,
+            c4: None,
+        })
+    }
+}
+
+/// What one snapshot shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Analysis {
+    pub faces: usize,
+    /// c4 (see [`identity::c4_value`]); absent without a reference face or
+    /// without a face in the snapshot.
+    pub c4: Option<f64>,
 }
 
 /// The embedded face detector, loaded on the first snapshot (loading the
@@ -55,18 +74,44 @@ pub struct FaceCounter {
     recognizer: OnceLock<Result<Recognizer, String>>,
 }
 
-impl SnapshotAnalyzer for FaceCounter {
-    fn faces(&self, image: &[u8]) -> Result<usize, String> {
-        let recognizer = self
-            .recognizer
+impl FaceCounter {
+    fn recognizer(&self) -> Result<&Recognizer, String> {
+        self.recognizer
             .get_or_init(|| Recognizer::embedded().map_err(|e| e.to_string()))
             .as_ref()
-            .map_err(Clone::clone)?;
+            .map_err(Clone::clone)
+    }
+}
+
+impl SnapshotAnalyzer for FaceCounter {
+    fn faces(&self, image: &[u8]) -> Result<usize, String> {
+        Ok(self.analyze(image, None)?.faces)
+    }
+
+    fn analyze(&self, image: &[u8], reference: Option<&Embedding>) -> Result<Analysis, String> {
+        let recognizer = self.recognizer()?;
         let decoded = recognize::decode(image, &LIMITS).map_err(|e| e.to_string())?;
-        recognizer
-            .presence(&decoded)
-            .map(|p| p.faces)
-            .map_err(|e| e.to_string())
+        let faces = recognizer
+            .detect(&decoded, recognize::Range::Near)
+            .map_err(|e| e.to_string())?;
+        let c4 = match (
+            reference,
+            faces.iter().max_by(|a, b| a.area().total_cmp(&b.area())),
+        ) {
+            (Some(reference), Some(main)) => {
+                let crops = recognizer.aligned(&decoded, std::slice::from_ref(main));
+                recognizer
+                    .embed_aligned(&crops)
+                    .map_err(|e| e.to_string())?
+                    .first()
+                    .map(|e| identity::c4_value(reference, e))
+            }
+            _ => None,
+        };
+        Ok(Analysis {
+            faces: faces.len(),
+            c4,
+        })
     }
 }
 
@@ -155,17 +200,23 @@ pub async fn run(
         let (analyzer, store) = (analyzer.clone(), store.clone());
         let session = job.session_id.clone();
         let done = tokio::task::spawn_blocking(move || {
-            let faces = analyzer.faces(&job.bytes)?;
+            let reference = identity::reference(store.as_ref(), &job.host_id, &job.session_id)
+                .map_err(|e| e.to_string())?;
+            let analysis = analyzer.analyze(&job.bytes, reference.as_ref())?;
+            let mut values = presence_values(analysis.faces);
+            if let Some(c4) = analysis.c4 {
+                values.insert(Metric::C4, c4);
+            }
             sessions::add_period(
                 store.as_ref(),
                 &job.host_id,
                 &job.session_id,
                 "invigil",
-                &presence_values(faces),
+                &values,
                 crate::auth::now_secs(),
             )
             .map_err(|e| e.to_string())?;
-            Ok::<_, String>(faces)
+            Ok::<_, String>(analysis.faces)
         })
         .await;
         match done {

@@ -15,8 +15,16 @@ pub struct Addons {
     pub webcam: bool,
     pub microphone: bool,
     pub screen: bool,
+    /// Identity check before the exam: a photo of the student's face,
+    /// kept as the session's reference face (c4 on snapshots, c5 across
+    /// the host's sessions).
     pub face_check: bool,
+    /// Identity check: a photo of an ID document whose face must match the
+    /// reference face (needs `face_check`).
     pub id_document: bool,
+    /// Identity check: a random head-turn challenge (needs `face_check`,
+    /// whose face must be the one turning).
+    pub liveness: bool,
     pub chat: bool,
     pub recording: bool,
     pub lock_on_violation: bool,
@@ -118,6 +126,18 @@ fn validate(input: &TemplateInput) -> Result<(), ProctoringError> {
         && !(url.starts_with("https://") || url.starts_with("http://"))
     {
         return bad("addons.exam_url", "must be an http(s) URL");
+    }
+    // Both compare with the face photo's reference face.
+    for (on, field) in [
+        (input.addons.id_document, "addons.id_document"),
+        (input.addons.liveness, "addons.liveness"),
+    ] {
+        if on && !input.addons.face_check {
+            return bad(
+                field,
+                "needs addons.face_check (it is compared with the face photo)",
+            );
+        }
     }
     Ok(())
 }
@@ -239,5 +259,27 @@ mod tests {
         assert!(
             matches!(save(&store, "h1", "a", &i), Err(ProctoringError::Invalid { field, .. }) if field == "weights")
         );
+    }
+
+    #[test]
+    fn identity_checks_build_on_the_face_photo() {
+        let store = MemoryStore::new();
+        let mut i = input("id", 70.0);
+        i.addons.liveness = true;
+        assert!(
+            matches!(save(&store, "h1", "a", &i), Err(ProctoringError::Invalid { field, .. }) if field == "addons.liveness")
+        );
+        i.addons.liveness = false;
+        i.addons.id_document = true;
+        assert!(
+            matches!(save(&store, "h1", "a", &i), Err(ProctoringError::Invalid { field, .. }) if field == "addons.id_document")
+        );
+        i.addons.face_check = true;
+        i.addons.liveness = true;
+        let t = save(&store, "h1", "a", &i).unwrap();
+        assert!(t.addons.face_check && t.addons.id_document && t.addons.liveness);
+        // Templates stored before the liveness switch existed still read.
+        let old: Addons = serde_json::from_str(r#"{"webcam":true,"face_check":true}"#).unwrap();
+        assert!(!old.liveness);
     }
 }

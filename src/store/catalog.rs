@@ -59,6 +59,10 @@ pub const WEBHOOKS: Tree = Tree("webhooks");
 /// session and upload (a session's uploads are one prefix scan), `x/` the
 /// expiry index of incomplete ones.
 pub const UPLOADS: Tree = Tree("uploads");
+/// Identity checks of sessions: `r/` the checks' record, `e/` the reference
+/// face's embedding (one prefix scan per host for the c5 search), `c/` the
+/// pending liveness challenge; all keyed by host and session.
+pub const IDENTITY: Tree = Tree("identity");
 
 /// Every tree, in the order backends create them. Add new trees here too.
 pub const ALL: &[Tree] = &[
@@ -76,6 +80,7 @@ pub const ALL: &[Tree] = &[
     ATTACHMENTS,
     WEBHOOKS,
     UPLOADS,
+    IDENTITY,
 ];
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub struct WebState {
     pub uploads: Arc<crate::proctoring::uploads::Uploads>,
     /// What `GET /api/v1/instance/status` reports.
     pub instance: api::instance::InstanceFacts,
+    /// The reference faces of the hosts' sessions, for the c5 search.
+    pub faces: Arc<crate::proctoring::identity::FaceIndex>,
 }
 
 /// Builds the router with all routes and middleware. `extra` is merged in

@@ -87,6 +87,22 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
             "staff",
         ),
         (("GET", "/api/v1/sessions/{id}/snapshots/{upload}"), "staff"),
+        (("GET", "/api/v1/sessions/{id}/identity"), "signed"),
+        (("POST", "/api/v1/sessions/{id}/identity/face"), "signed"),
+        (("GET", "/api/v1/sessions/{id}/identity/face"), "signed"),
+        (
+            ("POST", "/api/v1/sessions/{id}/identity/document"),
+            "signed",
+        ),
+        (("GET", "/api/v1/sessions/{id}/identity/document"), "signed"),
+        (
+            ("POST", "/api/v1/sessions/{id}/identity/liveness/challenge"),
+            "signed",
+        ),
+        (
+            ("POST", "/api/v1/sessions/{id}/identity/liveness"),
+            "signed",
+        ),
     ]
     .into_iter()
     .collect();

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod harness;
 mod hub;
 mod ice;
+mod identity;
 mod instance;
 mod isolation;
 mod notify;

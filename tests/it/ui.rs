@@ -25,16 +25,18 @@ fn ui_modules() -> PathBuf {
 }
 
 /// A fake camera that shows a real face: an ORL test portrait as a 640×480
-/// `.y4m` clip (made with ffmpeg, which `tests/run` installs).
+/// `.y4m` clip (made with ffmpeg, which `tests/run` installs). The portrait
+/// is cropped tight to the face; it is framed on a canvas twice its size
+/// first, as a webcam frames a face, so the identity check finds it.
 fn face_clip() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = ui_modules().join("face.y4m");
+    let out = ui_modules().join("face-framed.y4m");
     if !out.exists() {
         let status = Command::new("ffmpeg")
             .args(["-v", "error", "-y", "-loop", "1", "-framerate", "15", "-i"])
             .arg(root.join("tests/data/faces/orl/s1/1.pgm"))
             .args(["-t", "3", "-r", "15", "-pix_fmt", "yuv420p", "-vf"])
-            .arg("scale=-2:480,pad=640:480:(ow-iw)/2:(oh-ih)/2")
+            .arg("pad=iw*2:ih*2:iw/2:ih/2,scale=-2:480,pad=640:480:(ow-iw)/2:(oh-ih)/2")
             .arg(&out)
             .status()
             .expect("ffmpeg runs (tests/run installs it)");

@@ -135,6 +135,7 @@ await admin.getByRole('link', { name: 'Templates' }).click();
 await admin.getByLabel('Identifier', { exact: true }).fill('final');
 await admin.getByLabel('Name', { exact: true }).fill('Final exam');
 await admin.getByLabel('Webcam', { exact: true }).check();
+await admin.getByLabel('Face check', { exact: true }).check();
 await admin.getByLabel('Chat', { exact: true }).check();
 await admin.getByLabel('Recording', { exact: true }).check();
 await admin.getByLabel('b2 — focus moved to another window').fill('0.5');
@@ -166,7 +167,14 @@ await ann.getByRole('link', { name: 'Physics' }).click();
 await ann.getByText('Camera and microphone work.').waitFor();
 await ann.getByText('The proctor can receive your video (relay reachable).').waitFor({ timeout: 15_000 });
 await ann.waitForFunction(() => document.querySelector('video')?.videoWidth > 0);
+// The identity check: the fake camera shows a real face, so the photo is
+// accepted; the rules come next, then the start.
+assert.ok(await ann.getByRole('button', { name: 'Start the exam' }).isDisabled(), 'start before the identity check');
+await ann.getByRole('button', { name: 'Take the photo of your face' }).click();
+await ann.getByText('Face photo accepted.').waitFor({ timeout: 20_000 });
+await ann.getByText('Identity check complete.').waitFor();
 await accessible(ann, 'exam');
+await ann.getByLabel('I accept these rules.', { exact: true }).check();
 await ann.getByRole('button', { name: 'Start the exam' }).click({ timeout: 30_000 });
 await ann.locator('.status.started').waitFor();
 await ann.getByText('Connected to the proctor.').waitFor();
@@ -184,6 +192,9 @@ await accessible(pat, 'live wall');
 await pat.getByRole('link', { name: 'My sessions' }).click();
 await pat.getByRole('link', { name: 'ann' }).click();
 await pat.getByText(/^Live: started|^In the room/).waitFor();
+// The identity check's result, with the stored photo.
+await pat.waitForFunction(() => document.querySelector('.identity-view img')?.naturalWidth > 0);
+await pat.getByText('no profile photo to compare').waitFor();
 // The student's camera arrives over relay-only ICE through invigil's TURN.
 await pat.waitForFunction(() => document.querySelector('video.remote')?.videoWidth > 0, null, { timeout: 30_000 });
 const route = await pat.evaluate(() => window.invigilViewer.route());
@@ -252,6 +263,7 @@ await accessible(admin, 'try it');
 const visitor = await person('demo student');
 await visitor.goto(studentLink);
 await visitor.getByRole('heading', { name: 'Demo exam' }).waitFor();
+await visitor.getByLabel('I accept these rules.', { exact: true }).check();
 await visitor.getByRole('button', { name: 'Start the exam' }).click({ timeout: 30_000 });
 await visitor.locator('.status.started').waitFor();
 

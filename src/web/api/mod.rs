@@ -8,6 +8,7 @@ mod admin;
 mod attachments;
 mod demo;
 mod evidence;
+mod identity;
 pub mod instance;
 mod manager;
 pub mod openapi;
@@ -115,6 +116,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(uploads::routes());
     all.extend(ws::routes());
     all.extend(demo::routes());
+    all.extend(identity::routes());
     all.push(route(
         Method::GET,
         "/api/v1/openapi.json",

@@ -38,6 +38,11 @@ pub fn document() -> Value {
                 "requestBody".into(),
                 json!({ "required": true, "content": { "*/*": { "schema": { "type": "string", "format": "binary" } } } }),
             );
+        } else if is_photo_upload(&r.method, r.path) {
+            op.insert(
+                "requestBody".into(),
+                json!({ "required": true, "content": { "image/*": { "schema": { "type": "string", "format": "binary" } } } }),
+            );
         } else if r.path == "/api/v1/users/import" {
             op.insert(
                 "requestBody".into(),
@@ -97,6 +102,12 @@ pub fn document() -> Value {
     })
 }
 
+/// The identity check's photos are sent as the raw image body.
+fn is_photo_upload(method: &http::Method, path: &str) -> bool {
+    *method == http::Method::POST
+        && (path.ends_with("/identity/face") || path.ends_with("/identity/document"))
+}
+
 fn operation_id(method: &str, path: &str) -> String {
     let tail: Vec<String> = path
         .trim_start_matches("/api/v1/")
@@ -140,7 +151,10 @@ mod tests {
             );
             assert_eq!(
                 op["requestBody"].is_object(),
-                r.body.is_some() || r.path.ends_with("/import") || r.path.ends_with("/attachments"),
+                r.body.is_some()
+                    || r.path.ends_with("/import")
+                    || r.path.ends_with("/attachments")
+                    || is_photo_upload(&r.method, r.path),
                 "{}",
                 r.path
             );

@@ -78,7 +78,7 @@ export async function users(app, query = '') {
 
 const ADDONS = [
   ['webcam', 'Webcam'], ['microphone', 'Microphone'], ['screen', 'Screen sharing'],
-  ['face_check', 'Face check'], ['id_document', 'ID document'], ['chat', 'Chat'],
+  ['face_check', 'Face check'], ['id_document', 'ID document'], ['liveness', 'Liveness (head turns)'], ['chat', 'Chat'],
   ['recording', 'Recording'], ['lock_on_violation', 'Lock on violation'], ['second_camera', 'Second camera'],
 ];
 

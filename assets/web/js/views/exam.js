@@ -1,6 +1,7 @@
 // The student's pages: the exams they have, and the exam itself — a system
-// check, then the exam beside a small proctoring panel (camera preview, chat,
-// timer, warnings). The browser samples its metrics and sends each period's
+// check, the identity check the template asks for, the rules to accept, then
+// the exam beside a small proctoring panel (camera preview, chat, timer,
+// warnings). The browser samples its metrics and sends each period's
 // share of violating time to the hub.
 import { t } from '../i18n.js';
 import { api, post } from '../api.js';
@@ -8,6 +9,7 @@ import { h, show, table, when, notice } from '../dom.js';
 import { Hub } from '../hub.js';
 import { Recorder } from '../recorder.js';
 import { Sender, relayReachable } from '../live.js';
+import { IdentityCheck } from '../identity.js';
 
 export async function home(app) {
   const mine = await api('GET', '/api/v1/me/sessions');
@@ -56,8 +58,11 @@ class Exam {
       h('label', { for: 'say' }, t('Message')), h('input', { id: 'say', name: 'text', required: true, maxlength: 2000 }),
       h('button', { type: 'submit' }, t('Send')));
     this.checks = h('ul', { class: 'checks', 'aria-label': t('System check') });
-    // Enabled once the system check has run (the recording needs the camera).
+    // Enabled once the system check has run (the recording needs the camera),
+    // the identity check is complete and the rules are accepted.
     this.startButton = h('button', { type: 'button', disabled: true, onclick: () => this.start() }, t('Start the exam'));
+    this.identity = new IdentityCheck(this.base, this.video, () => this.ready());
+    this.rules = h('input', { type: 'checkbox', name: 'rules', onchange: () => this.ready() });
     this.template = await api('GET', `${this.base}/template`);
     const examUrl = this.template?.addons?.exam_url;
     show(
@@ -67,12 +72,17 @@ class Exam {
       h('div', { class: 'exam' },
         h('section', { class: 'exam-page' }, examUrl
           ? h('iframe', { src: examUrl, title: t('Exam page'), referrerpolicy: 'no-referrer', sandbox: 'allow-forms allow-scripts allow-same-origin allow-popups' })
-          : h('div', { class: 'card' }, h('h2', {}, t('Before you start')), this.checks,
+          : h('div', { class: 'card' }, h('h2', {}, t('Before you start')), this.checks, this.identity.box,
+            h('h2', {}, t('Rules')),
             h('p', {}, t('Keep this window in front and in full screen during the exam. Your camera and microphone are checked while the exam runs.')),
-            this.startButton)),
+            h('label', { class: 'check' }, this.rules, t('I accept these rules.')),
+            h('div', {}, this.startButton))),
         h('aside', { class: 'panel', 'aria-label': t('Proctoring panel') },
           this.video, this.link, h('h2', {}, t('Warnings')), this.warnings, h('h2', {}, t('Chat')), this.chat, this.say)));
-    if (examUrl) this.checks = null;
+    if (examUrl) {
+      this.checks = null;
+      document.querySelector('.exam').before(this.identity.box);
+    }
     if (this.template?.addons?.screen) {
       this.shareButton = h('button', { type: 'button', onclick: () => this.shareScreen() }, t('Share your entire screen'));
       (this.checks ?? this.link).after(this.shareButton);
@@ -86,10 +96,23 @@ class Exam {
     window.invigilRecorder = this.recorder;
     await this.recorder.start();
     await this.systemCheck();
-    this.startButton.disabled = this.s.status !== 'created';
+    if (this.s.status === 'created') {
+      await this.identity.load().catch(e => notice(e.message, 'error'));
+    } else {
+      this.identity.box.hidden = true;
+    }
+    this.checked = true;
+    this.ready();
     if (this.s.status === 'started') this.record();
     this.tick = setInterval(() => this.sample(), 500);
     this.showTimer();
+  }
+
+  // Start waits for the system check, the identity check and the rules
+  // (with an exam page beside the panel, the rules are the school's).
+  ready() {
+    const rules = this.rules.checked || !this.rules.isConnected;
+    this.startButton.disabled = !(this.checked && this.identity.complete && rules) || this.s.status !== 'created';
   }
 
   async systemCheck() {

@@ -6,6 +6,7 @@ import { h, show, field, table, when, notice, values } from '../dom.js';
 import { Hub } from '../hub.js';
 import { METRICS } from '../metrics.js';
 import { Viewer } from '../live.js';
+import { identityView } from '../identity.js';
 
 const STATUSES = ['created', 'started', 'paused', 'stopped', 'concluded'];
 
@@ -80,6 +81,8 @@ export async function detail(app, id) {
   const evidence = h('div', { class: 'evidence-list' });
   loadEvidence(base, evidence);
   const timeline = h('ol', { class: 'timeline', tabindex: 0, 'aria-label': t('Timeline') }, entries.map(entryItem));
+  const identity = h('div', {});
+  identityView(base).then(view => identity.replaceChildren(view));
   const live = h('p', { class: 'live' }, t('Connecting…'));
   const video = h('video', { class: 'remote', autoplay: true, muted: true, playsinline: true, 'aria-label': t('The student’s camera') });
   const scoreBox = h('div', {}, scoreView(score));
@@ -113,6 +116,7 @@ export async function detail(app, id) {
       h('section', { class: 'card' }, h('h2', {}, t('Chat')), chat, say)),
     s.status === 'stopped' ? conclude : null,
     app.me.role === 'administrator' || app.me.role === 'manager' ? accommodations(s, base, () => detail(app, id)) : null,
+    h('section', {}, h('h2', {}, t('Identity check')), identity),
     h('section', {}, h('h2', {}, t('Recordings and snapshots')), evidence),
     h('section', {}, h('h2', {}, t('Timeline')), timeline));
 
