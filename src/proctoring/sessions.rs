@@ -322,6 +322,19 @@ pub fn get(store: &dyn Store, host_id: &str, id: &str) -> Result<Session, Procto
         .ok_or_else(|| ProctoringError::NotFound(format!("session {id}")))
 }
 
+/// Deletes a session's record, its identifier index entry and its timer, for
+/// erasure; the caller removes everything derived from it in the same transaction.
+pub fn remove_in(tx: &mut dyn WriteTx, s: &Session) -> Result<(), StoreError> {
+    tx.delete(catalog::SESSIONS, &key(&s.host_id, &s.id))?;
+    if let Some(ident) = &s.identifier {
+        tx.delete(catalog::SESSIONS, &ident_key(&s.host_id, ident))?;
+    }
+    if let Some(at) = s.ends_at() {
+        tx.delete(catalog::SESSION_TIMERS, &timer_key(at, &s.host_id, &s.id))?;
+    }
+    Ok(())
+}
+
 fn save(tx: &mut dyn WriteTx, s: &Session) -> Result<(), StoreError> {
     tx.put_json(catalog::SESSIONS, &key(&s.host_id, &s.id), s)
 }

@@ -59,6 +59,8 @@ pub const WEBHOOKS: Tree = Tree("webhooks");
 /// session and upload (a session's uploads are one prefix scan), `x/` the
 /// expiry index of incomplete ones.
 pub const UPLOADS: Tree = Tree("uploads");
+/// Objects moved to the cold tier: `c/<object key>` → size, hash and time of the move.
+pub const OBJECT_TIERS: Tree = Tree("object_tiers");
 
 /// Every tree, in the order backends create them. Add new trees here too.
 pub const ALL: &[Tree] = &[
@@ -76,6 +78,7 @@ pub const ALL: &[Tree] = &[
     ATTACHMENTS,
     WEBHOOKS,
     UPLOADS,
+    OBJECT_TIERS,
 ];
 
 #[cfg(test)]

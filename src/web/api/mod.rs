@@ -7,6 +7,7 @@ mod accounts;
 mod admin;
 mod attachments;
 mod demo;
+mod erase;
 mod evidence;
 mod manager;
 pub mod openapi;
@@ -113,6 +114,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(uploads::routes());
     all.extend(ws::routes());
     all.extend(demo::routes());
+    all.extend(erase::routes());
     all.push(route(
         Method::GET,
         "/api/v1/openapi.json",
