@@ -86,7 +86,7 @@ async fn write_bundle(
     let store = crate::store::open(&db, crate::store::MIGRATIONS)?;
     let s = bundle::find_session(store.as_ref(), session)?
         .ok_or_else(|| anyhow::anyhow!("no session {session} in {}", db.display()))?;
-    let objects = crate::objects::open(&config)?;
+    let objects = crate::objects::open(config)?;
     let key = secrets::evidence_key(&config.data_dir).map_err(anyhow::Error::msg)?;
     let collected = bundle::collect(store.as_ref(), &s.host_id, &s.id)?;
     // Written beside the target and renamed, so a failed export leaves no
