@@ -24,7 +24,7 @@ use std::time::Duration;
 const DIR_ENV: &str = "INVIGIL_TIER_CRASH_DIR";
 const COLD_ENV: &str = "INVIGIL_TIER_CRASH_COLD";
 /// Moves at this pace in the child, so that kills land in every step.
-const CHILD_RATE: u64 = 3 << 20;
+const CHILD_RATE: u64 = 2 << 20;
 
 fn rounds() -> usize {
     std::env::var("INVIGIL_TIER_CRASH_ROUNDS")
@@ -90,8 +90,8 @@ async fn fixture(store: &dyn Store, objects: &Objects) -> BTreeMap<String, Strin
         for k in 0..8 {
             let size = match k {
                 0 => 0,
-                1 => (1 << 20) * 2 + 333,
-                _ => rng.random_range(1..200_000),
+                1 => (1 << 20) + 333,
+                _ => rng.random_range(1..100_000),
             };
             let data: Vec<u8> = (0..size).map(|_| rng.random()).collect();
             let key = format!("{}rec/{k:04}", s.object_prefix());
@@ -225,13 +225,15 @@ async fn crash_campaign(dir: &Path, cold: &str) {
     let mut rng = rand::rng();
     let mut last_cold = 0;
     for round in 0..rounds() {
-        let alive = Duration::from_millis(rng.random_range(150..900));
+        let alive = Duration::from_millis(rng.random_range(200..1500));
         let (d, c) = (dir.to_path_buf(), cold.to_string());
         tokio::task::spawn_blocking(move || run_child(&d, &c, alive))
             .await
             .expect("child round");
         let (store, objects) = open(dir, cold);
         nothing_lost(&objects, &hashes, round).await;
+        let cold_now = tiering::records(store.as_ref()).expect("records").len();
+        eprintln!("tier crash: round {round}, {cold_now} objects recorded cold");
         if round % 3 == 2 {
             tiering::sweep(&store, &objects).await.expect("sweep");
             last_cold = nothing_orphaned(store.as_ref(), &objects, &hashes, round).await;
