@@ -255,34 +255,45 @@ pub async fn erase_user(
     })
 }
 
-/// When a session falls out of its host's retention: `retention_days` after it
-/// stopped (or, if it never ran, after it was created or its window closed).
-/// Running sessions never expire.
-pub fn expires_at(s: &Session, retention_days: u32) -> Option<u64> {
+/// When a session is erased: the earlier of its own `remove_at` and
+/// `retention_days` after it stopped (or, if it never ran, after it was created
+/// or its window closed). Running sessions are never erased.
+pub fn expires_at(s: &Session, retention_days: Option<u32>) -> Option<(u64, String)> {
     if matches!(s.status, Status::Started | Status::Paused) {
         return None;
     }
-    let from = s
-        .stopped_at
-        .unwrap_or_else(|| s.created_at.max(s.open_until.unwrap_or(0)));
-    Some(from.saturating_add(u64::from(retention_days) * 24 * 60 * 60))
+    let by_host = retention_days.map(|days| {
+        let from = s
+            .stopped_at
+            .unwrap_or_else(|| s.created_at.max(s.open_until.unwrap_or(0)));
+        (
+            from.saturating_add(u64::from(days) * 24 * 60 * 60),
+            format!("retention of {days} days"),
+        )
+    });
+    let own = s
+        .remove_at
+        .map(|at| (at, "the session's remove_at".to_string()));
+    match (by_host, own) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
-/// Erases every session past its host's retention at `now`.
+/// Erases every session past its host's retention or its own `remove_at` at `now`.
 pub async fn expire(
     store: &Arc<dyn Store>,
     objects: &Objects,
     now: u64,
 ) -> Result<Vec<Erased>, LifecycleError> {
-    let due: Vec<(Session, u32)> = blocking(store, move |store| {
+    let due: Vec<(Session, String)> = blocking(store, move |store| {
         let mut due = Vec::new();
         for host in hosts::list(store)? {
-            let Some(days) = host.retention_days else {
-                continue;
-            };
             for s in sessions::all(store, &host.id)? {
-                if expires_at(&s, days).is_some_and(|at| at <= now) {
-                    due.push((s, days));
+                if let Some((at, why)) = expires_at(&s, host.retention_days)
+                    && at <= now
+                {
+                    due.push((s, why));
                 }
             }
         }
@@ -290,8 +301,7 @@ pub async fn expire(
     })
     .await?;
     let mut erased = Vec::new();
-    for (s, days) in due {
-        let why = format!("retention of {days} days");
+    for (s, why) in due {
         let request = Request {
             actor: RETENTION_ACTOR,
             reason: &why,
@@ -368,6 +378,40 @@ mod tests {
         assert_eq!(session_of("sessions/h1/s1/up/0001"), Some(("h1", "s1")));
         assert_eq!(session_of("sessions/h1/s1"), None);
         assert_eq!(session_of("users/h1/ann/photo"), None);
+    }
+
+    #[test]
+    fn a_session_expires_by_the_earlier_of_retention_and_remove_at() {
+        let mut s: Session = serde_json::from_value(serde_json::json!({
+            "id": "s1", "host_id": "h1", "student": "ann", "subject": "",
+            "template_id": "t", "template_version": 1, "proctors": [],
+            "proctor_group": null, "open_from": null, "open_until": 500,
+            "deadline": null, "duration_limit_secs": null, "extra_secs": 0,
+            "status": "created", "started_at": null, "stopped_at": null,
+            "averages": { "sums": {} }, "score": null, "review": false,
+            "conclusion": null, "tags": [], "identifier": null,
+            "callback_url": null, "created_by": "adm", "created_at": 100
+        }))
+        .expect("a session");
+        let day = 86_400;
+        assert_eq!(expires_at(&s, None), None);
+        // Never ran: counted from the end of its window.
+        assert_eq!(expires_at(&s, Some(1)).unwrap().0, 500 + day);
+        s.status = Status::Started;
+        s.remove_at = Some(1);
+        assert_eq!(expires_at(&s, Some(0)), None, "running: never");
+        s.status = Status::Stopped;
+        s.stopped_at = Some(1000);
+        assert_eq!(
+            expires_at(&s, Some(2)).unwrap(),
+            (1, "the session's remove_at".to_string())
+        );
+        s.remove_at = Some(1000 + 3 * day);
+        assert_eq!(
+            expires_at(&s, Some(2)).unwrap(),
+            (1000 + 2 * day, "retention of 2 days".to_string())
+        );
+        assert_eq!(expires_at(&s, None).unwrap().0, 1000 + 3 * day);
     }
 
     #[test]

@@ -219,6 +219,24 @@ async fn erasure_and_retention_leave_nothing_in_either_tier_and_audit_verifies()
             .await;
     assert_eq!(s, 404);
 
+    // A session's own remove_at: erased then, even without a host retention.
+    let now = invigil::auth::now_secs();
+    let new = json!({ "student": "bob", "template": "t", "remove_at": now + 2 });
+    let (s, body) =
+        e.c.call(Method::POST, "/api/v1/sessions", &e.admin, Some(new))
+            .await;
+    assert_eq!(s, 201, "{body}");
+    let fifth = body["id"].as_str().unwrap().to_string();
+    assert!(
+        retention::expire(&store, &objects, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let gone = retention::expire(&store, &objects, now + 3).await.unwrap();
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].session, fifth);
+
     // Retention: the host keeps sessions 0 days; bob's last one expires once stopped.
     let (s, body) =
         e.c.call(
@@ -243,7 +261,7 @@ async fn erasure_and_retention_leave_nothing_in_either_tier_and_audit_verifies()
     assert_eq!(expired[0].session, fourth);
 
     // No byte left: neither store lists anything, and no file is left on disk.
-    let erased = [&first, &second, &third, &fourth];
+    let erased = [&first, &second, &third, &fourth, &fifth];
     assert!(objects.list("").await.unwrap().is_empty());
     assert!(objects.cold().unwrap().list("").await.unwrap().is_empty());
     let hot_dir = e.d.data_dir.join("objects");
@@ -301,7 +319,12 @@ async fn erasure_and_retention_leave_nothing_in_either_tier_and_audit_verifies()
             )
         })
         .collect();
-    assert_eq!(by.len(), 4, "{by:?}");
+    assert_eq!(by.len(), 5, "{by:?}");
+    assert!(by.contains(&(
+        fifth.clone(),
+        "retention".into(),
+        "the session's remove_at".into()
+    )));
     assert!(by.contains(&(
         third.clone(),
         "adm".into(),
