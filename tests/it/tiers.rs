@@ -66,43 +66,48 @@ async fn fixture(store: &dyn Store, objects: &Objects) -> BTreeMap<String, Strin
         serde_json::from_value(serde_json::json!({ "id": "t", "name": "T" })).expect("template");
     templates::save(store, &host.id, "adm", &t).expect("template saved");
     let mut hashes = BTreeMap::new();
-    let mut rng = rand::rng();
     for n in 0..4 {
-        let new = NewSession {
-            student: format!("s{n}"),
-            template: "t".into(),
-            ..NewSession::default()
-        };
-        let s = sessions::create(store, &host.id, "adm", &new, 1000).expect("session");
-        sessions::act(
-            store,
-            &host.id,
-            &s.id,
-            &s.student,
-            Action::Start,
-            1001,
-            None,
-        )
-        .expect("start");
-        if n < 3 {
-            sessions::act(store, &host.id, &s.id, "adm", Action::Stop, 1002, None).expect("stop");
-        }
-        for k in 0..8 {
-            let size = match k {
-                0 => 0,
-                1 => (1 << 20) + 333,
-                _ => rng.random_range(1..100_000),
-            };
-            let data: Vec<u8> = (0..size).map(|_| rng.random()).collect();
-            let key = format!("{}rec/{k:04}", s.object_prefix());
-            objects
-                .put(&key, data.clone().into())
-                .await
-                .expect("put hot");
-            hashes.insert(key, sha256(&data));
-        }
+        add_session(store, objects, &host.id, n < 3, 8, &mut hashes).await;
     }
     hashes
+}
+
+/// One more session with `count` objects (the second one two pieces long),
+/// stopped or still running.
+async fn add_session(
+    store: &dyn Store,
+    objects: &Objects,
+    host_id: &str,
+    stopped: bool,
+    count: usize,
+    hashes: &mut BTreeMap<String, String>,
+) {
+    let mut rng = rand::rng();
+    let new = NewSession {
+        student: format!("s{}", hashes.len()),
+        template: "t".into(),
+        ..NewSession::default()
+    };
+    let s = sessions::create(store, host_id, "adm", &new, 1000).expect("session");
+    let start = Action::Start;
+    sessions::act(store, host_id, &s.id, &s.student, start, 1001, None).expect("start");
+    if stopped {
+        sessions::act(store, host_id, &s.id, "adm", Action::Stop, 1002, None).expect("stop");
+    }
+    for k in 0..count {
+        let size = match k {
+            0 => 0,
+            1 => (1 << 20) + 333,
+            _ => rng.random_range(1..100_000),
+        };
+        let data: Vec<u8> = (0..size).map(|_| rng.random()).collect();
+        let key = format!("{}rec/{k:04}", s.object_prefix());
+        objects
+            .put(&key, data.clone().into())
+            .await
+            .expect("put hot");
+        hashes.insert(key, sha256(&data));
+    }
 }
 
 /// The child: sweeps and moves like the daemon's task, until killed.
@@ -209,7 +214,7 @@ async fn nothing_orphaned(
 }
 
 async fn crash_campaign(dir: &Path, cold: &str) {
-    let hashes = {
+    let mut hashes = {
         let (store, objects) = open(dir, cold);
         fixture(store.as_ref(), &objects).await
     };
@@ -238,6 +243,9 @@ async fn crash_campaign(dir: &Path, cold: &str) {
             tiering::sweep(&store, &objects).await.expect("sweep");
             last_cold = nothing_orphaned(store.as_ref(), &objects, &hashes, round).await;
         }
+        // New evidence keeps the mover busy however many rounds there are.
+        let host = hosts::list(store.as_ref()).expect("hosts")[0].id.clone();
+        add_session(store.as_ref(), &objects, &host, true, 4, &mut hashes).await;
     }
     eprintln!(
         "tier crash: {} kills, {last_cold} of {} objects cold at the last check",
