@@ -406,3 +406,24 @@ fn doctor_reports_the_cold_tier() {
         "{report}"
     );
 }
+
+#[test]
+fn a_malformed_cold_uri_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_invigil"))
+        .arg("check-config")
+        .env("DATA_DIR", dir.path())
+        .env_remove("MINIO_URI")
+        .env_remove("COLD_DIR")
+        .env("COLD_URI", "ftp://key:hunter2@127.0.0.1/cold")
+        .output()
+        .expect("invigil check-config runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("COLD_URI"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
