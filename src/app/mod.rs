@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod datadir;
+mod lifecycle;
 mod preflight;
 pub use preflight::check;
 pub mod secrets;
@@ -127,10 +128,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         );
     }
     let store = crate::store::open(&db_path, crate::store::MIGRATIONS)?;
-    let objects = match &config.minio_uri {
-        Some(uri) => Objects::from_minio_uri(uri.expose())?,
-        None => Objects::local(config.data_dir.join("objects"))?,
-    };
+    let objects = crate::objects::open(&config)?;
     crate::auth::hosts::ensure_default(store.as_ref(), &config.manager_host)?;
     // The configuration in force is part of the record (no secrets: only
     // whether they are set).
@@ -146,6 +144,14 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
                     "s3"
                 } else {
                     "local"
+                },
+            )
+            .with(
+                "cold",
+                match &config.cold {
+                    None => "none",
+                    Some(crate::config::ColdTier::Dir(_)) => "directory",
+                    Some(crate::config::ColdTier::Uri(_)) => "s3",
                 },
             )
             .with(
@@ -221,6 +227,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
         },
         Some(snapshot_queue),
     ));
+    let faces = Arc::new(crate::proctoring::identity::FaceIndex::default());
     let state = Arc::new(WebState {
         version: VERSION,
         tls_mode: checked.tls_mode,
@@ -268,7 +275,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             recognition_queue: config.recognizer_queue,
             snapshots: snapshot_stats.clone(),
         },
-        faces: Arc::default(),
+        faces: faces.clone(),
     });
     let router = web::router(state, extra);
     let limits = ConnLimits {
@@ -397,6 +404,26 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
             signal.requested(),
         ),
     );
+    let signal = tasks.shutdown_signal();
+    tasks.spawn(
+        "retention",
+        lifecycle::retention(store.clone(), objects.clone(), faces, signal),
+    );
+    if objects.cold().is_some() {
+        let signal = tasks.shutdown_signal();
+        tasks.spawn(
+            "tier-mover",
+            lifecycle::tier_mover(
+                store.clone(),
+                objects.clone(),
+                crate::proctoring::tiering::Settings {
+                    after: config.cold_after,
+                    bytes_per_sec: config.cold_rate,
+                },
+                signal,
+            ),
+        );
+    }
     tracing::info!(%https_addr, ?http_addr, tls = checked.tls_mode, "invigil {VERSION} ready");
     Ok(Running {
         https_addr,

@@ -195,6 +195,11 @@ fn check_minio(config: &Config, errors: &mut Vec<ConfigError>) {
     {
         push(errors, "MINIO_URI", e.to_string());
     }
+    if let Some(crate::config::ColdTier::Uri(uri)) = &config.cold
+        && let Err(e) = crate::objects::parse_minio_uri(uri.expose())
+    {
+        push(errors, "COLD_URI", e.to_string());
+    }
 }
 
 /// Loads `SSL_CERT`/`SSL_KEY`/`SSL_CA` when they are set.

@@ -324,6 +324,16 @@ pub fn delete(
     })
 }
 
+/// Deletes a user's account and sign-in sessions inside the caller's
+/// transaction (erasure, which writes its own audit entry); false if there was
+/// no account.
+pub fn remove_in(tx: &mut dyn WriteTx, host_id: &str, username: &str) -> Result<bool, AuthError> {
+    let username = normalize_username(username)?;
+    let existed = tx.delete(catalog::USERS, &key(host_id, &username))?;
+    super::sessions::revoke_user_in(tx, host_id, &username)?;
+    Ok(existed)
+}
+
 /// One page of a search.
 #[derive(Debug, Clone, Serialize)]
 pub struct Page {

@@ -26,15 +26,13 @@ fn run(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
 }
 
 /// The instance's objects, or `None` for a local directory not created yet.
+/// Objects in the cold tier are included: the backup lists and reads both tiers.
 fn objects_of(config: &Config) -> anyhow::Result<Option<Objects>> {
-    match &config.minio_uri {
-        Some(uri) => Ok(Some(Objects::from_minio_uri(uri.expose())?)),
-        None => {
-            let dir = config.data_dir.join("objects");
-            // Creating it here would leave it owned by whoever runs the backup.
-            Ok(dir.is_dir().then(|| Objects::local(&dir)).transpose()?)
-        }
+    if config.minio_uri.is_none() && !config.data_dir.join("objects").is_dir() {
+        // Creating it here would leave it owned by whoever runs the backup.
+        return Ok(None);
     }
+    Ok(Some(crate::objects::open(config)?))
 }
 
 fn instance_of(config: &Config) -> String {

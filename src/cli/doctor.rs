@@ -226,6 +226,34 @@ async fn disk(config: &Config, r: &mut Report) {
             }
         }
     }
+    cold_tier(config, r).await;
+}
+
+/// The cold tier: free space of its directory, or whether its bucket answers.
+async fn cold_tier(config: &Config, r: &mut Report) {
+    match &config.cold {
+        None => r.line(
+            Level::Skip,
+            "cold tier",
+            "none (COLD_DIR or COLD_URI not set)",
+        ),
+        Some(crate::config::ColdTier::Dir(dir)) if dir.is_dir() => free_space(dir, "cold tier", r),
+        Some(crate::config::ColdTier::Dir(dir)) => r.line(
+            Level::Fail,
+            "cold tier",
+            format!("COLD_DIR {} is not a directory", dir.display()),
+        ),
+        Some(crate::config::ColdTier::Uri(uri)) => match Objects::from_minio_uri(uri.expose()) {
+            Ok(o) => match tokio::time::timeout(Duration::from_secs(10), o.exists("doctor-probe"))
+                .await
+            {
+                Ok(Ok(_)) => r.line(Level::Ok, "cold tier", "the S3 bucket (COLD_URI) answers"),
+                Ok(Err(e)) => r.line(Level::Fail, "cold tier", format!("COLD_URI: {e}")),
+                Err(_) => r.line(Level::Fail, "cold tier", "COLD_URI: no answer within 10 s"),
+            },
+            Err(e) => r.line(Level::Fail, "cold tier", format!("COLD_URI: {e}")),
+        },
+    }
 }
 
 fn free_space(path: &Path, what: &str, r: &mut Report) {

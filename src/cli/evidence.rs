@@ -7,7 +7,6 @@
 use super::{EXIT_BAD_CONFIG, load};
 use crate::app::{datadir, secrets};
 use crate::auth::{audit, now_secs};
-use crate::objects::Objects;
 use crate::proctoring::bundle::{self, Instance};
 use crate::proctoring::evidence_key::PublicKey;
 use std::path::{Path, PathBuf};
@@ -87,10 +86,7 @@ async fn write_bundle(
     let store = crate::store::open(&db, crate::store::MIGRATIONS)?;
     let s = bundle::find_session(store.as_ref(), session)?
         .ok_or_else(|| anyhow::anyhow!("no session {session} in {}", db.display()))?;
-    let objects = match &config.minio_uri {
-        Some(uri) => Objects::from_minio_uri(uri.expose())?,
-        None => Objects::local(config.data_dir.join("objects"))?,
-    };
+    let objects = crate::objects::open(config)?;
     let key = secrets::evidence_key(&config.data_dir).map_err(anyhow::Error::msg)?;
     let collected = bundle::collect(store.as_ref(), &s.host_id, &s.id)?;
     // Written beside the target and renamed, so a failed export leaves no

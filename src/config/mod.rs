@@ -21,6 +21,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vars::Use;
 
+/// Where the cold tier is (`COLD_DIR` or `COLD_URI`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColdTier {
+    Dir(PathBuf),
+    Uri(Secret),
+}
+
 /// A value that is never printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -157,6 +164,12 @@ pub struct Config {
     pub minio_uri: Option<Secret>,
     /// Where `invigil backup` writes by default.
     pub backup_to: Option<Secret>,
+    /// The cold tier, if one is configured.
+    pub cold: Option<ColdTier>,
+    /// How long after a session stops its objects stay hot.
+    pub cold_after: Duration,
+    /// Bytes per second the tier mover may move.
+    pub cold_rate: u64,
     pub recognizer_uri: Option<MultiHostUri>,
     pub api_key: Option<Secret>,
     /// Which engine runs the recognition models.
@@ -481,6 +494,24 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
     // Its form is checked by the object storage module, which owns it.
     let minio_uri = c.secret("MINIO_URI");
     let backup_to = c.secret("BACKUP_TO");
+    let cold = match (c.path("COLD_DIR"), c.secret("COLD_URI")) {
+        (Some(_), Some(_)) => {
+            c.error(
+                "COLD_URI",
+                "set COLD_DIR or COLD_URI, not both: the cold tier is one place",
+            );
+            None
+        }
+        (Some(dir), None) if dir.as_os_str().is_empty() => {
+            c.error("COLD_DIR", "is empty; give the cold tier's directory");
+            None
+        }
+        (Some(dir), None) => Some(ColdTier::Dir(dir)),
+        (None, Some(uri)) => Some(ColdTier::Uri(uri)),
+        (None, None) => None,
+    };
+    let cold_after = Duration::from_secs(c.number("COLD_AFTER", 30, 0, 36_500) * 24 * 60 * 60);
+    let cold_rate = c.number("COLD_RATE", 8, 1, 100_000) * 1024 * 1024;
     let recognizer_uri = c.raw("RECOGNIZER_URI").and_then(|raw| {
         parse_multi_host(raw, &["http", "https"], 8080)
             .map_err(|e| c.error("RECOGNIZER_URI", e))
@@ -638,6 +669,9 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
         trusted_proxies,
         minio_uri,
         backup_to,
+        cold,
+        cold_after,
+        cold_rate,
         recognizer_uri,
         api_key,
         recognizer_backend,

@@ -237,3 +237,25 @@ fn turn_quotas_are_read_and_validated() {
         "{errors}"
     );
 }
+
+#[test]
+fn cold_tier_is_one_place_with_days_and_a_rate() {
+    let c = load_env(&[]).unwrap().config;
+    assert_eq!(c.cold, None);
+    assert_eq!(c.cold_after, std::time::Duration::from_secs(30 * 86_400));
+    assert_eq!(c.cold_rate, 8 << 20);
+    let c = load_env(&[("COLD_DIR", "/mnt/archive"), ("COLD_AFTER", "0")])
+        .unwrap()
+        .config;
+    assert_eq!(c.cold, Some(ColdTier::Dir("/mnt/archive".into())));
+    assert_eq!(c.cold_after, std::time::Duration::ZERO);
+    let both = load_env(&[
+        ("COLD_DIR", "/mnt/archive"),
+        ("COLD_URI", "http://k:hunter2@127.0.0.1:9000/cold"),
+    ])
+    .unwrap_err();
+    assert_eq!(vars_of(&both), ["COLD_URI"]);
+    assert!(!format!("{both:?}").contains("hunter2"));
+    let bad = load_env(&[("COLD_AFTER", "soon"), ("COLD_RATE", "0")]).unwrap_err();
+    assert_eq!(vars_of(&bad), ["COLD_AFTER", "COLD_RATE"]);
+}

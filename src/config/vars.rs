@@ -244,6 +244,30 @@ pub const VARS: &[Var] = &[
         "S3-compatible object storage, http://key:secret@host:9000/bucket; default: DATA_DIR/objects",
     ),
     used(
+        "COLD_DIR",
+        None,
+        false,
+        "cold tier on a directory (a big slow disk): objects of sessions stopped more than COLD_AFTER days ago move there",
+    ),
+    used(
+        "COLD_URI",
+        None,
+        true,
+        "cold tier in S3-compatible storage, in MINIO_URI's form; not together with COLD_DIR",
+    ),
+    used(
+        "COLD_AFTER",
+        Some("30"),
+        false,
+        "days after a session stops before its objects move to the cold tier (0: at the next pass)",
+    ),
+    used(
+        "COLD_RATE",
+        Some("8"),
+        false,
+        "MiB per second the tier mover may read and write, so live exams keep the disk and network",
+    ),
+    used(
         "BACKUP_TO",
         None,
         true,

@@ -36,6 +36,15 @@ pub enum ObjectsError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A copy made for the cold tier did not read back with the source's hash; the
+    /// copy was deleted and the source kept.
+    #[error("copy of object `{key}` does not match: sha256 {found}, expected {expected}")]
+    Mismatch {
+        key: String,
+        expected: String,
+        found: String,
+    },
+
     /// A filesystem operation of the local backend failed.
     #[error("{context}: {source}")]
     Io {

@@ -16,6 +16,7 @@ mod key;
 mod local;
 mod s3;
 pub mod suite;
+mod tiered;
 mod uri;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore};
 
 pub use error::ObjectsError;
 pub use key::{MAX_KEY_LEN, MAX_SEGMENT_LEN, validate_key};
+pub use tiered::{Copied, Pace, Where};
 pub use uri::{DEFAULT_REGION, S3Location, parse_minio_uri};
 
 use key::{store_path, validate_prefix};
@@ -58,12 +60,17 @@ impl ObjectInfo {
 }
 
 /// Handle to the object store; cheap to clone, shareable across tasks.
+///
+/// It may hold two tiers: every write goes to the hot one, and reads find an
+/// object in either (see `tiered.rs`, the one place that resolves a key to its tier).
 #[derive(Clone)]
 pub struct Objects {
-    inner: Arc<Inner>,
+    hot: Arc<Tier>,
+    cold: Option<Arc<Tier>>,
 }
 
-struct Inner {
+/// One backend: a directory or a bucket.
+struct Tier {
     /// Reads, heads and listings on either backend.
     store: Arc<dyn ObjectStore>,
     backend: Backend,
@@ -75,6 +82,15 @@ enum Backend {
     S3(S3Location),
 }
 
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backend {
+            Backend::Local(disk) => write!(f, "local {}", disk.root().display()),
+            Backend::S3(loc) => write!(f, "s3 {loc}"),
+        }
+    }
+}
+
 impl std::fmt::Debug for Objects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Objects({})", self.describe())
@@ -84,31 +100,34 @@ impl std::fmt::Debug for Objects {
 impl Objects {
     /// Where the objects live, for status pages (no credentials).
     pub fn describe(&self) -> String {
-        match &self.inner.backend {
-            Backend::Local(disk) => format!("local {}", disk.root().display()),
-            Backend::S3(loc) => format!("s3 {loc}"),
+        match &self.cold {
+            None => self.hot.to_string(),
+            Some(cold) => format!("{}, cold {cold}", self.hot),
+        }
+    }
+
+    fn single(tier: Tier) -> Objects {
+        Objects {
+            hot: Arc::new(tier),
+            cold: None,
         }
     }
 
     /// Objects stored as files under `root`, which is created if missing.
     pub fn local(root: impl AsRef<Path>) -> Result<Objects, ObjectsError> {
         let (disk, fs) = local::LocalDisk::open(root.as_ref())?;
-        Ok(Objects {
-            inner: Arc::new(Inner {
-                store: fs,
-                backend: Backend::Local(Arc::new(disk)),
-            }),
-        })
+        Ok(Objects::single(Tier {
+            store: fs,
+            backend: Backend::Local(Arc::new(disk)),
+        }))
     }
 
     /// Objects stored in an S3-compatible bucket. No request is made until first use.
     pub fn s3(location: &S3Location) -> Result<Objects, ObjectsError> {
-        Ok(Objects {
-            inner: Arc::new(Inner {
-                store: s3::build(location)?,
-                backend: Backend::S3(location.clone()),
-            }),
-        })
+        Ok(Objects::single(Tier {
+            store: s3::build(location)?,
+            backend: Backend::S3(location.clone()),
+        }))
     }
 
     /// [`Objects::s3`] from a `MINIO_URI` value.
@@ -116,43 +135,16 @@ impl Objects {
         Objects::s3(&parse_minio_uri(uri)?)
     }
 
-    /// Stores `data` under `key`, replacing any previous object. Atomic, and durable
-    /// when it returns.
+    /// Stores `data` under `key` in the hot tier, replacing any previous object.
+    /// Atomic, and durable when it returns.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<ObjectInfo, ObjectsError> {
-        match &self.inner.backend {
-            Backend::Local(disk) => disk.put(key, data).await,
-            Backend::S3(_) => {
-                let path = store_path(key)?;
-                let size = data.len() as u64;
-                let put = self
-                    .inner
-                    .store
-                    .put(&path, data.into())
-                    .await
-                    .map_err(|e| ObjectsError::backend("storing", key, e))?;
-                Ok(ObjectInfo {
-                    key: key.to_string(),
-                    size,
-                    // S3 does not return the stored time on PUT; `head` has it.
-                    last_modified: SystemTime::now(),
-                    e_tag: put.e_tag,
-                })
-            }
-        }
+        self.hot.put(key, data).await
     }
 
-    /// Starts a streaming upload to `key`: write chunks as they arrive, then
-    /// [`Upload::finish`]. Nothing is visible under `key` until then.
+    /// Starts a streaming upload to `key` in the hot tier: write chunks as they
+    /// arrive, then [`Upload::finish`]. Nothing is visible under `key` until then.
     pub async fn upload(&self, key: &str) -> Result<Upload, ObjectsError> {
-        let state = match &self.inner.backend {
-            Backend::Local(disk) => UploadState::Local(disk.start_upload(key).await?),
-            Backend::S3(_) => UploadState::Remote(s3::RemoteUpload::new(
-                Arc::clone(&self.inner.store),
-                key,
-                store_path(key)?,
-            )),
-        };
-        Ok(Upload { state })
+        self.hot.upload(key).await
     }
 
     /// Stores a body of any size from a stream of chunks, without holding it in memory.
@@ -180,12 +172,52 @@ impl Objects {
         }
         upload.finish().await
     }
+}
+
+/// The operations of one tier; [`Objects`] combines them across tiers.
+impl Tier {
+    /// Stores `data` under `key`, replacing any previous object. Atomic, and durable
+    /// when it returns.
+    async fn put(&self, key: &str, data: Bytes) -> Result<ObjectInfo, ObjectsError> {
+        match &self.backend {
+            Backend::Local(disk) => disk.put(key, data).await,
+            Backend::S3(_) => {
+                let path = store_path(key)?;
+                let size = data.len() as u64;
+                let put = self
+                    .store
+                    .put(&path, data.into())
+                    .await
+                    .map_err(|e| ObjectsError::backend("storing", key, e))?;
+                Ok(ObjectInfo {
+                    key: key.to_string(),
+                    size,
+                    // S3 does not return the stored time on PUT; `head` has it.
+                    last_modified: SystemTime::now(),
+                    e_tag: put.e_tag,
+                })
+            }
+        }
+    }
+
+    /// Starts a streaming upload to `key`: write chunks as they arrive, then
+    /// [`Upload::finish`]. Nothing is visible under `key` until then.
+    async fn upload(&self, key: &str) -> Result<Upload, ObjectsError> {
+        let state = match &self.backend {
+            Backend::Local(disk) => UploadState::Local(disk.start_upload(key).await?),
+            Backend::S3(_) => UploadState::Remote(s3::RemoteUpload::new(
+                Arc::clone(&self.store),
+                key,
+                store_path(key)?,
+            )),
+        };
+        Ok(Upload { state })
+    }
 
     /// The whole object.
-    pub async fn get(&self, key: &str) -> Result<Bytes, ObjectsError> {
+    async fn get(&self, key: &str) -> Result<Bytes, ObjectsError> {
         let path = store_path(key)?;
         let result = self
-            .inner
             .store
             .get(&path)
             .await
@@ -199,7 +231,7 @@ impl Objects {
     /// Bytes `range.start..range.end` of the object. The range must lie within the
     /// object (`start <= end <= size`), else [`ObjectsError::RangeNotSatisfiable`];
     /// an empty range within it gives empty bytes.
-    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, ObjectsError> {
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, ObjectsError> {
         let path = store_path(key)?;
         let unsatisfiable = |size| ObjectsError::RangeNotSatisfiable {
             key: key.to_string(),
@@ -220,7 +252,7 @@ impl Objects {
             range: Some(GetRange::Bounded(range.clone())),
             ..GetOptions::default()
         };
-        match self.inner.store.get_opts(&path, options).await {
+        match self.store.get_opts(&path, options).await {
             // Backends clamp a range that runs past the end; we refuse it instead, so a
             // caller never mistakes a short read for the bytes it asked for.
             Ok(result) if result.range != range => Err(unsatisfiable(result.meta.size)),
@@ -241,10 +273,9 @@ impl Objects {
     }
 
     /// Size, time and e-tag of the object.
-    pub async fn head(&self, key: &str) -> Result<ObjectInfo, ObjectsError> {
+    async fn head(&self, key: &str) -> Result<ObjectInfo, ObjectsError> {
         let path = store_path(key)?;
         let meta = self
-            .inner
             .store
             .head(&path)
             .await
@@ -252,25 +283,15 @@ impl Objects {
         Ok(ObjectInfo::from_meta(meta))
     }
 
-    /// Whether an object exists under `key`.
-    pub async fn exists(&self, key: &str) -> Result<bool, ObjectsError> {
-        match self.head(key).await {
-            Ok(_) => Ok(true),
-            Err(ObjectsError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     /// All objects under `prefix`, sorted by key. The prefix matches whole segments:
     /// `exam1` lists `exam1/a` but not `exam10/a`, nor an object named `exam1` itself.
     /// An empty prefix lists everything.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectsError> {
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectsError> {
         validate_prefix(prefix)?;
         let path = (!prefix.is_empty())
             .then(|| store_path(prefix))
             .transpose()?;
         let metas: Vec<ObjectMeta> = self
-            .inner
             .store
             .list(path.as_ref())
             .try_collect()
@@ -282,18 +303,34 @@ impl Objects {
     }
 
     /// Removes the object; succeeds if it was already gone. Durable when it returns.
-    pub async fn delete(&self, key: &str) -> Result<(), ObjectsError> {
-        match &self.inner.backend {
+    async fn delete(&self, key: &str) -> Result<(), ObjectsError> {
+        match &self.backend {
             Backend::Local(disk) => disk.delete(key).await,
             Backend::S3(_) => {
                 let path = store_path(key)?;
-                match self.inner.store.delete(&path).await {
+                match self.store.delete(&path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                     Err(e) => Err(ObjectsError::backend("deleting", key, e)),
                 }
             }
         }
     }
+}
+
+/// The object storage a configuration names: `MINIO_URI` or `DATA_DIR/objects`,
+/// with the cold tier (`COLD_DIR` or `COLD_URI`) behind it when one is set.
+pub fn open(config: &crate::config::Config) -> Result<Objects, ObjectsError> {
+    let hot = match &config.minio_uri {
+        Some(uri) => Objects::from_minio_uri(uri.expose())?,
+        None => Objects::local(config.data_dir.join("objects"))?,
+    };
+    Ok(match &config.cold {
+        None => hot,
+        Some(crate::config::ColdTier::Dir(dir)) => hot.with_cold(Objects::local(dir)?),
+        Some(crate::config::ColdTier::Uri(uri)) => {
+            hot.with_cold(Objects::from_minio_uri(uri.expose())?)
+        }
+    })
 }
 
 /// A streaming upload started by [`Objects::upload`].

@@ -30,6 +30,20 @@ fn record_key(host_id: &str, session: &str, id: &str) -> Vec<u8> {
     format!("{host_id}\0{session}\0{id}").into_bytes()
 }
 
+/// Deletes the attachment records of a session (erasure); returns how many.
+pub fn remove_session_in(
+    tx: &mut dyn crate::store::WriteTx,
+    host_id: &str,
+    session: &str,
+) -> Result<u64, crate::store::StoreError> {
+    let prefix = format!("{host_id}\0{session}\0").into_bytes();
+    let rows = tx.scan(catalog::ATTACHMENTS, &crate::store::Scan::prefix(&prefix))?;
+    for (k, _) in &rows {
+        tx.delete(catalog::ATTACHMENTS, k)?;
+    }
+    Ok(rows.len() as u64)
+}
+
 /// Where an attachment's bytes go.
 pub fn object_key(s: &Session, id: &str) -> String {
     format!("{}attachments/{id}", s.object_prefix())

@@ -189,6 +189,19 @@ pub fn photo_key(s: &Session, what: &str, at: u64) -> String {
     )
 }
 
+/// Removes a session's identity records (checks, reference face, pending
+/// challenge), for its erasure.
+pub fn remove_session_in(
+    tx: &mut dyn crate::store::WriteTx,
+    host_id: &str,
+    session: &str,
+) -> Result<(), StoreError> {
+    for kind in ["r", "e", "c"] {
+        tx.delete(catalog::IDENTITY, &key(kind, host_id, session))?;
+    }
+    Ok(())
+}
+
 pub fn checks_in(tx: &dyn ReadTx, host_id: &str, session: &str) -> Result<Checks, StoreError> {
     Ok(tx
         .get_json(catalog::IDENTITY, &key("r", host_id, session))?

@@ -11,9 +11,11 @@ pub mod live;
 pub mod metrics;
 pub mod protocol;
 pub mod reports;
+pub mod retention;
 pub mod sessions;
 pub mod snapshots;
 pub mod templates;
+pub mod tiering;
 pub mod uploads;
 pub mod webhooks;
 

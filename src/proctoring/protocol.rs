@@ -133,6 +133,11 @@ pub fn since(
         .collect())
 }
 
+/// Deletes a session's whole protocol chain (erasure); returns the entry count.
+pub fn remove_in(tx: &mut dyn WriteTx, scope: &str) -> Result<u64, StoreError> {
+    crate::store::chain::remove(tx, catalog::PROTOCOL, scope)
+}
+
 /// Verifies a session's chain.
 pub fn verify(store: &dyn Store, scope: &str) -> Result<u64, ChainError> {
     store

@@ -233,6 +233,10 @@ pub struct Session {
     pub callback_url: Option<String>,
     pub created_by: String,
     pub created_at: u64,
+    /// When the session and its evidence are erased, if earlier than the host's
+    /// retention allows (Unix seconds).
+    #[serde(default)]
+    pub remove_at: Option<u64>,
 }
 
 impl Session {
@@ -290,6 +294,9 @@ pub struct NewSession {
     pub tags: Vec<String>,
     pub identifier: Option<String>,
     pub callback_url: Option<String>,
+    /// When the session and its evidence are erased (Unix seconds), if earlier
+    /// than the host's retention.
+    pub remove_at: Option<u64>,
 }
 
 fn key(host_id: &str, id: &str) -> Vec<u8> {
@@ -320,6 +327,19 @@ pub fn get(store: &dyn Store, host_id: &str, id: &str) -> Result<Session, Procto
     store
         .read(|tx| load(tx, host_id, id))?
         .ok_or_else(|| ProctoringError::NotFound(format!("session {id}")))
+}
+
+/// Deletes a session's record, its identifier index entry and its timer, for
+/// erasure; the caller removes everything derived from it in the same transaction.
+pub fn remove_in(tx: &mut dyn WriteTx, s: &Session) -> Result<(), StoreError> {
+    tx.delete(catalog::SESSIONS, &key(&s.host_id, &s.id))?;
+    if let Some(ident) = &s.identifier {
+        tx.delete(catalog::SESSIONS, &ident_key(&s.host_id, ident))?;
+    }
+    if let Some(at) = s.ends_at() {
+        tx.delete(catalog::SESSION_TIMERS, &timer_key(at, &s.host_id, &s.id))?;
+    }
+    Ok(())
 }
 
 fn save(tx: &mut dyn WriteTx, s: &Session) -> Result<(), StoreError> {
@@ -388,6 +408,12 @@ pub fn create(
             "1 minute to 7 days",
         ));
     }
+    if input.remove_at.is_some_and(|at| at <= now) {
+        return Err(ProctoringError::invalid(
+            "remove_at",
+            "must be in the future (Unix seconds)",
+        ));
+    }
     if let Some(url) = &input.callback_url
         && !(url.starts_with("https://") || url.starts_with("http://"))
     {
@@ -454,6 +480,7 @@ pub fn create(
             callback_url: input.callback_url.clone(),
             created_by: by.to_string(),
             created_at: now,
+            remove_at: input.remove_at,
         };
         if let Some(ident) = &identifier {
             tx.put(

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod ledger;
+pub use ledger::remove_session_in;
 use ledger::{commit_chunk, remove};
 
 /// Largest total length of one upload (a long exam's screen recording fits).

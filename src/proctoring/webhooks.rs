@@ -81,6 +81,27 @@ fn dead_key(id: &str) -> Vec<u8> {
     format!("d/{id}").into_bytes()
 }
 
+/// Deletes the outbox messages, pending or given up, about one session (erasure:
+/// their bodies carry the session's result); returns how many.
+pub fn remove_session_in(
+    tx: &mut dyn WriteTx,
+    host_id: &str,
+    session: &str,
+) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    for prefix in [&b"o/"[..], &b"d/"[..]] {
+        for (k, v) in tx.scan(catalog::WEBHOOKS, &Scan::prefix(prefix))? {
+            let ours = serde_json::from_slice::<Message>(&v)
+                .is_ok_and(|m| m.host_id == host_id && m.session_id == session);
+            if ours {
+                tx.delete(catalog::WEBHOOKS, &k)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// The body: Standard Webhooks' `{type, timestamp, data}` with the result.
 pub fn payload(s: &Session, score: Option<&Score>, event: Event, at: u64) -> serde_json::Value {
     let timestamp = time::OffsetDateTime::from_unix_timestamp(at as i64)

@@ -63,6 +63,8 @@ pub const UPLOADS: Tree = Tree("uploads");
 /// face's embedding (one prefix scan per host for the c5 search), `c/` the
 /// pending liveness challenge; all keyed by host and session.
 pub const IDENTITY: Tree = Tree("identity");
+/// Objects moved to the cold tier: `c/<object key>` → size, hash and time of the move.
+pub const OBJECT_TIERS: Tree = Tree("object_tiers");
 
 /// Every tree, in the order backends create them. Add new trees here too.
 pub const ALL: &[Tree] = &[
@@ -81,6 +83,7 @@ pub const ALL: &[Tree] = &[
     WEBHOOKS,
     UPLOADS,
     IDENTITY,
+    OBJECT_TIERS,
 ];
 
 #[cfg(test)]

@@ -91,6 +91,19 @@ pub fn append(
     Ok(fields)
 }
 
+/// Removes a whole chain (every entry and its head), as erasing the thing it
+/// records requires; returns the number of entries removed.
+pub fn remove(tx: &mut dyn WriteTx, tree: Tree, scope: &str) -> Result<u64, StoreError> {
+    let mut prefix = scope.as_bytes().to_vec();
+    prefix.push(0);
+    let rows = tx.scan(tree, &Scan::prefix(&prefix))?;
+    for (k, _) in &rows {
+        tx.delete(tree, k)?;
+    }
+    tx.delete(catalog::META, &head_key(tree, scope))?;
+    Ok(rows.len() as u64)
+}
+
 /// Every scope with a chain in `tree`.
 pub fn scopes(tx: &dyn ReadTx, tree: Tree) -> Result<Vec<String>, StoreError> {
     let prefix = format!("chain_head/{}/", tree.name());

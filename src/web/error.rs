@@ -171,6 +171,19 @@ impl From<crate::proctoring::ProctoringError> for ApiError {
     }
 }
 
+impl From<crate::proctoring::retention::LifecycleError> for ApiError {
+    fn from(e: crate::proctoring::retention::LifecycleError) -> Self {
+        use crate::proctoring::retention::LifecycleError as L;
+        match e {
+            L::Proctoring(inner) => ApiError::from(inner),
+            L::Auth(inner) => ApiError::from(inner),
+            L::Store(inner) => ApiError::from(inner),
+            L::Objects(inner) => ApiError::internal("storage_error", inner),
+            L::Task(_) => ApiError::internal("internal", e),
+        }
+    }
+}
+
 impl From<crate::proctoring::bundle::BundleError> for ApiError {
     fn from(e: crate::proctoring::bundle::BundleError) -> Self {
         use crate::proctoring::bundle::BundleError as B;
@@ -354,6 +367,37 @@ mod tests {
             let api = ApiError::from(e);
             assert!(TABLE.iter().any(|(c, _)| *c == api.code), "{debug}");
             assert_eq!(api.status(), status, "{debug}");
+        }
+    }
+
+    #[test]
+    fn every_lifecycle_error_maps_to_a_listed_code() {
+        use crate::proctoring::retention::LifecycleError as L;
+        let all = [
+            (
+                L::Proctoring(crate::proctoring::ProctoringError::Conflict("x".into())),
+                StatusCode::CONFLICT,
+            ),
+            (
+                L::Auth(crate::auth::AuthError::NotFound("x".into())),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                L::Store(crate::store::StoreError::Backend("x".into())),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                L::Objects(crate::objects::ObjectsError::Backend("/secret".into())),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (L::Task("x".into()), StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (e, status) in all {
+            let debug = format!("{e:?}");
+            let api = ApiError::from(e);
+            assert!(TABLE.iter().any(|(c, _)| *c == api.code), "{debug}");
+            assert_eq!(api.status(), status, "{debug}");
+            assert!(!api.message.contains("/secret"), "{debug}");
         }
     }
 

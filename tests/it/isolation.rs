@@ -32,6 +32,8 @@ fn expected_class(method: &Method, path: &str) -> Option<&'static str> {
         (("GET", "/api/v1/jwt-secrets"), "admin"),
         (("POST", "/api/v1/jwt-secrets"), "admin"),
         (("GET", "/api/v1/audit"), "admin"),
+        (("POST", "/api/v1/users/{username}/erase"), "admin"),
+        (("DELETE", "/api/v1/sessions/{id}"), "admin"),
         (("GET", "/api/v1/hosts"), "manager"),
         (("POST", "/api/v1/hosts"), "manager"),
         (("GET", "/api/v1/hosts/{id}"), "manager"),

@@ -131,6 +131,15 @@ impl FaceIndex {
         }
     }
 
+    /// Drops a host's faces from memory, after an erasure removed some from
+    /// the store; the next search reloads what is left.
+    pub fn forget(&self, host_id: &str) {
+        self.hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(host_id);
+    }
+
     /// Searches `host_id`'s faces (see [`HostFaces::search`]), leaving out
     /// `session` itself.
     pub fn search(

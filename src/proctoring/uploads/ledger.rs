@@ -115,3 +115,34 @@ pub(super) fn remove(
     )?;
     Ok(chunks)
 }
+
+/// Deletes every upload record, chunk record and expiry entry of a session
+/// (erasure), with no protocol entry: the protocol goes too. Returns how many
+/// uploads there were.
+pub fn remove_session_in(
+    tx: &mut dyn WriteTx,
+    host: &str,
+    session: &str,
+) -> Result<u64, StoreError> {
+    let records = tx.scan(
+        catalog::UPLOADS,
+        &Scan::prefix(format!("u/{host}\0{session}\0")),
+    )?;
+    for (k, v) in &records {
+        if let Ok(u) = serde_json::from_slice::<Upload>(v) {
+            tx.delete(
+                catalog::UPLOADS,
+                &expiry_key(u.expires_at, host, session, &u.id),
+            )?;
+        }
+        tx.delete(catalog::UPLOADS, k)?;
+    }
+    let chunks = tx.scan(
+        catalog::UPLOADS,
+        &Scan::prefix(format!("c/{host}\0{session}\0")),
+    )?;
+    for (k, _) in chunks {
+        tx.delete(catalog::UPLOADS, &k)?;
+    }
+    Ok(records.len() as u64)
+}

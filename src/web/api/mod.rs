@@ -7,6 +7,7 @@ mod accounts;
 mod admin;
 mod attachments;
 mod demo;
+mod erase;
 mod evidence;
 mod identity;
 pub mod instance;
@@ -117,6 +118,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(ws::routes());
     all.extend(demo::routes());
     all.extend(identity::routes());
+    all.extend(erase::routes());
     all.push(route(
         Method::GET,
         "/api/v1/openapi.json",
