@@ -181,15 +181,15 @@ pub fn run_document(path: &Path, live: Option<&Path>, json: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let (Some(img), Some(live)) = (&live_image, live) {
-        if let Err(e) = doc.match_face(&recognizer, img) {
-            let which = match e {
-                RecognizeError::NoFace { which: "live" } => live.display().to_string(),
-                _ => path.display().to_string(),
-            };
-            eprintln!("invigil: {which}: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let (Some(img), Some(live)) = (&live_image, live)
+        && let Err(e) = doc.match_face(&recognizer, img)
+    {
+        let which = match e {
+            RecognizeError::NoFace { which: "live" } => live.display().to_string(),
+            _ => path.display().to_string(),
+        };
+        eprintln!("invigil: {which}: {e}");
+        return ExitCode::FAILURE;
     }
     if json {
         match serde_json::to_string_pretty(&doc) {

@@ -98,7 +98,7 @@ pub fn read(recognizer: &Recognizer, ocr: &Ocr, image: &RgbImage) -> Result<Docu
             (Vec::new(), None)
         }
         Found::Zone { lines, parsed } => match parsed {
-            Ok(mrz) => (lines, Some(mrz)),
+            Ok(mrz) => (lines, Some(*mrz)),
             Err(message) => {
                 problems.push(Problem {
                     code: ProblemCode::InvalidMrz,

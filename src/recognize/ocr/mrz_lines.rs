@@ -12,11 +12,11 @@ pub enum Found {
     None,
     /// Lines that look like an MRZ; `parsed` is the verified zone, or the
     /// error of the best attempt.
-    Zone {
-        lines: Vec<String>,
-        parsed: std::result::Result<Mrz, String>,
-    },
+    Zone { lines: Vec<String>, parsed: Parsed },
 }
+
+/// The verified zone, or why it does not verify.
+pub type Parsed = std::result::Result<Box<Mrz>, String>;
 
 /// Shortest OCR line taken for an MRZ line (a TD1 line of 30 may lose a
 /// filler or two).
@@ -30,7 +30,7 @@ pub fn find(lines: &[&str]) -> Found {
         .filter(|l| looks_like_mrz(l))
         .collect();
     // The zone is the last two or three such lines of the document.
-    let mut best: Option<(Vec<String>, std::result::Result<Mrz, String>)> = None;
+    let mut best: Option<(Vec<String>, Parsed)> = None;
     for (format, count, width) in [
         (Format::TD3, 2, 44),
         (Format::TD2, 2, 36),
@@ -49,7 +49,9 @@ pub fn find(lines: &[&str]) -> Found {
             .enumerate()
             .map(|(i, l)| repair(&fit(l, width), format, i))
             .collect();
-        let parsed = mrz::parse(&repaired.join("\n")).map_err(|e| e.to_string());
+        let parsed = mrz::parse(&repaired.join("\n"))
+            .map(Box::new)
+            .map_err(|e| e.to_string());
         let better = match &best {
             None => true,
             Some((_, Err(_))) => parsed.is_ok(),
@@ -216,7 +218,7 @@ fn repair(line: &str, format: Format, index: usize) -> String {
 mod tests {
     use super::*;
 
-    fn zone(lines: &[&str]) -> (Vec<String>, Mrz) {
+    fn zone(lines: &[&str]) -> (Vec<String>, Box<Mrz>) {
         match find(lines) {
             Found::Zone {
                 lines,
