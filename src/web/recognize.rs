@@ -271,4 +271,14 @@ mod tests {
         assert!(!authorized(&with("Basic !!!"), &key));
         assert!(!authorized(&HeaderMap::new(), &key));
     }
+
+    #[test]
+    fn the_mode_parameter_selects_documents() {
+        assert!(!document_mode(None).expect("no query"));
+        assert!(!document_mode(Some("position=1")).expect("other keys"));
+        assert!(document_mode(Some("position=1&mode=document")).expect("document"));
+        assert!(!document_mode(Some("mode=faces")).expect("faces"));
+        let err = document_mode(Some("mode=passport")).expect_err("unknown mode");
+        assert!(err.message.contains("passport"), "{}", err.message);
+    }
 }
