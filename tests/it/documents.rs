@@ -147,7 +147,7 @@ fn the_passport_zone_is_read_exactly_and_verified() {
         assert!(line.confidence >= 0.5 && line.confidence <= 1.0, "{line:?}");
         for [x, y] in line.quad.0 {
             assert!(
-                (0.0..=1340.0).contains(&x) && (0.0..=900.0).contains(&y),
+                (0.0..=1244.0).contains(&x) && (0.0..=818.0).contains(&y),
                 "{line:?}"
             );
         }
