@@ -207,6 +207,9 @@ pub fn run_document(path: &Path, live: Option<&Path>, json: bool) -> ExitCode {
 
 fn print_document(path: &Path, doc: &Document) {
     println!("{}:", path.display());
+    if doc.upside_down {
+        println!("  the document is upside down (read turned)");
+    }
     match &doc.face {
         Some(f) => println!(
             "  face at ({:.0}, {:.0}) size {:.0}×{:.0}, score {:.2}",

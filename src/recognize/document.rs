@@ -11,7 +11,7 @@ use super::ocr::mrz_lines::{self, Found};
 use super::ocr::{Ocr, TextLine};
 use super::verify::{THRESHOLD, Verification};
 use super::{Face, Range, Recognizer, align};
-use image::RgbImage;
+use image::{RgbImage, imageops};
 use serde::Serialize;
 
 /// What was read from a document photo.
@@ -31,6 +31,8 @@ pub struct Document {
     pub mrz: Option<Mrz>,
     /// What could not be read, by name.
     pub problems: Vec<Problem>,
+    /// The photo showed the document upside down (it was read turned).
+    pub upside_down: bool,
     /// The document face compared with a live photo, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub face_match: Option<Verification>,
@@ -74,8 +76,50 @@ impl Document {
     }
 }
 
-/// Reads the document in `image`.
+/// Reads the document in `image`. When no zone is found the photo is read
+/// again turned by 180°, for a document held upside down; boxes are always
+/// in the photo's own pixels (corners from the text's top-left).
 pub fn read(recognizer: &Recognizer, ocr: &Ocr, image: &RgbImage) -> Result<Document> {
+    let upright = read_as_is(recognizer, ocr, image)?;
+    if !upright.has(ProblemCode::NoMrz) {
+        return Ok(upright);
+    }
+    let turned = read_as_is(recognizer, ocr, &imageops::rotate180(image))?;
+    if turned.has(ProblemCode::NoMrz) {
+        return Ok(upright);
+    }
+    Ok(turned.turned_back(image.width() as f32, image.height() as f32))
+}
+
+impl Document {
+    /// Coordinates read on the photo turned by 180°, mapped back onto it.
+    fn turned_back(mut self, width: f32, height: f32) -> Document {
+        let back = |[x, y]: [f32; 2]| [width - x, height - y];
+        for line in &mut self.lines {
+            line.quad.0 = line.quad.0.map(back);
+        }
+        if let Some(face) = &mut self.face {
+            let b = &mut face.bbox;
+            b.x = width - b.x - b.width;
+            b.y = height - b.y - b.height;
+            let k = &mut face.keypoints;
+            for p in [
+                &mut k.right_eye,
+                &mut k.left_eye,
+                &mut k.nose,
+                &mut k.mouth,
+                &mut k.right_ear,
+                &mut k.left_ear,
+            ] {
+                *p = back(*p);
+            }
+        }
+        self.upside_down = true;
+        self
+    }
+}
+
+fn read_as_is(recognizer: &Recognizer, ocr: &Ocr, image: &RgbImage) -> Result<Document> {
     let mut problems = Vec::new();
     let (face, embedding) = match document_face(recognizer, image)? {
         Some((face, embedding)) => (Some(face), Some(embedding)),
@@ -116,6 +160,7 @@ pub fn read(recognizer: &Recognizer, ocr: &Ocr, image: &RgbImage) -> Result<Docu
         mrz,
         problems,
         face_match: None,
+        upside_down: false,
     })
 }
 

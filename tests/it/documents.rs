@@ -207,6 +207,22 @@ fn the_document_face_matches_its_holder_and_no_one_else() {
 }
 
 #[test]
+fn a_document_upside_down_is_read_turned() {
+    let m = tract();
+    let image = image::imageops::rotate180(&load(m, "documents/idcard_td1.jpg"));
+    let doc = document::read(&m.recognizer, &m.ocr, &image).expect("read");
+    assert!(doc.upside_down);
+    assert_eq!(doc.mrz_lines, TD1, "lines read: {:?}", texts(&doc));
+    // Boxes are in the photo's pixels: the zone is now at the top, and its
+    // text starts on the right.
+    let zone = doc.lines.last().expect("lines");
+    let [start, end, ..] = zone.quad.0;
+    assert!(start[1] < 300.0 && start[0] > end[0], "{zone:?}");
+    let face = doc.face.as_ref().expect("the face is found turned too");
+    assert!(face.bbox.x > 600.0, "{face:?}");
+}
+
+#[test]
 fn a_photo_without_a_document_is_an_answer_not_an_error() {
     let m = tract();
     let doc = read(m, "faces/portrait.jpg");
@@ -216,6 +232,7 @@ fn a_photo_without_a_document_is_an_answer_not_an_error() {
     let json = serde_json::to_value(&doc).expect("json");
     assert_eq!(json["problems"][0]["code"], "no_mrz", "{json}");
     assert!(json["mrz"].is_null());
+    assert_eq!(json["upside_down"], false);
 }
 
 /// Both engines read the same text at the same places; prints the time per
