@@ -56,14 +56,22 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// List the faces in one image, or compare the main faces of two.
+    /// List the faces in one image, or compare the main faces of two, or
+    /// read an ID document.
     Recognize {
         /// One image (list faces) or two (same person?).
-        #[arg(required = true, num_args = 1..=2, value_name = "FILE")]
+        #[arg(required_unless_present = "document", num_args = 1..=2, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// Print JSON (`{"faces":[…]}` or the verification answer).
+        /// Print JSON (`{"faces":[…]}`, the verification or the document answer).
         #[arg(long)]
         json: bool,
+        /// Read an ID document photo: its face, text lines and
+        /// machine-readable zone (check digits verified).
+        #[arg(long, value_name = "IMG", conflicts_with = "files")]
+        document: Option<PathBuf>,
+        /// With --document: match the document's face with this photo.
+        #[arg(long, value_name = "FACE", requires = "document")]
+        face: Option<PathBuf>,
     },
     /// The exam centre's own certificate authority.
     #[command(subcommand)]
@@ -286,7 +294,13 @@ pub fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { host },
         } => audit_verify(cli.env_file, host),
-        Command::Recognize { files, json } => recognize::run(&files, json),
+        Command::Recognize {
+            json,
+            document: Some(document),
+            face,
+            ..
+        } => recognize::run_document(&document, face.as_deref(), json),
+        Command::Recognize { files, json, .. } => recognize::run(&files, json),
         Command::Bench {
             what:
                 Bench::Recognize {

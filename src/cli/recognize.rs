@@ -1,6 +1,9 @@
-//! `invigil recognize`: list faces, or compare two images.
+//! `invigil recognize`: list faces, compare two images, or read an ID
+//! document (`--document IMG [--face FACE]`).
 
-use crate::recognize::{Backend, Face, Range, RecognizeError, Recognizer, Verification};
+use crate::recognize::document::{self, Document};
+use crate::recognize::ocr::Ocr;
+use crate::recognize::{Backend, Face, Range, RecognizeError, Recognizer, Verification, engine};
 use image::RgbImage;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,12 @@ struct FacesAnswer<'a> {
 /// The models on the engine RECOGNIZER_BACKEND and ORT_DYLIB_PATH select
 /// (ONNX Runtime when its library is found, else tract).
 pub(super) fn load_models(threads: usize) -> Result<Recognizer, ExitCode> {
+    load(threads, false).map(|(r, _)| r)
+}
+
+/// The face models, and the OCR models too when `ocr` is set, on the engine
+/// RECOGNIZER_BACKEND and ORT_DYLIB_PATH select.
+fn load(threads: usize, ocr: bool) -> Result<(Recognizer, Option<Ocr>), ExitCode> {
     let backend = match std::env::var("RECOGNIZER_BACKEND") {
         Ok(raw) => raw.parse().map_err(|e| {
             eprintln!("invigil: RECOGNIZER_BACKEND: {e}");
@@ -24,10 +33,18 @@ pub(super) fn load_models(threads: usize) -> Result<Recognizer, ExitCode> {
         Err(_) => Backend::Auto,
     };
     let library = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
-    Recognizer::with_backend(backend, library.as_deref(), threads).map_err(|e| {
+    let failed = |e: RecognizeError| {
         eprintln!("invigil: cannot load the recognition models: {e}");
         ExitCode::FAILURE
-    })
+    };
+    let engine = engine(backend, library.as_deref(), threads).map_err(failed)?;
+    let recognizer = Recognizer::with_engine(engine.as_ref()).map_err(failed)?;
+    let ocr = if ocr {
+        Some(Ocr::with_engine(engine.as_ref()).map_err(failed)?)
+    } else {
+        None
+    };
+    Ok((recognizer, ocr))
 }
 
 fn read_image(recognizer: &Recognizer, path: &Path) -> Result<RgbImage, ExitCode> {
@@ -138,4 +155,106 @@ fn compare(
         );
     }
     Ok(())
+}
+
+/// `--document IMG [--face FACE]`: what the document says, and whether its
+/// face is the person in FACE. A photo without a document is an answer
+/// (its problems say what is missing), not a failure.
+pub fn run_document(path: &Path, live: Option<&Path>, json: bool) -> ExitCode {
+    let (recognizer, ocr) = match load(1, true) {
+        Ok((r, Some(ocr))) => (r, ocr),
+        Ok((_, None)) => return ExitCode::FAILURE,
+        Err(code) => return code,
+    };
+    let image = match read_image(&recognizer, path) {
+        Ok(img) => img,
+        Err(code) => return code,
+    };
+    let live_image = match live.map(|p| read_image(&recognizer, p)).transpose() {
+        Ok(img) => img,
+        Err(code) => return code,
+    };
+    let mut doc = match document::read(&recognizer, &ocr, &image) {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("invigil: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let (Some(img), Some(live)) = (&live_image, live)
+        && let Err(e) = doc.match_face(&recognizer, img)
+    {
+        let which = match e {
+            RecognizeError::NoFace { which: "live" } => live.display().to_string(),
+            _ => path.display().to_string(),
+        };
+        eprintln!("invigil: {which}: {e}");
+        return ExitCode::FAILURE;
+    }
+    if json {
+        match serde_json::to_string_pretty(&doc) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("invigil: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print_document(path, &doc);
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_document(path: &Path, doc: &Document) {
+    println!("{}:", path.display());
+    if doc.upside_down {
+        println!("  the document is upside down (read turned)");
+    }
+    match &doc.face {
+        Some(f) => println!(
+            "  face at ({:.0}, {:.0}) size {:.0}×{:.0}, score {:.2}",
+            f.bbox.x, f.bbox.y, f.bbox.width, f.bbox.height, f.score
+        ),
+        None => println!("  no face"),
+    }
+    println!("  {} text lines:", doc.lines.len());
+    for line in &doc.lines {
+        println!("    {:<46} {:.2}", line.text, line.confidence);
+    }
+    if let Some(m) = &doc.mrz {
+        println!(
+            "  machine-readable zone ({:?}), all check digits verified:",
+            m.format
+        );
+        for (key, value) in [
+            ("document code", &m.document_code),
+            ("issuing state", &m.issuing_state),
+            ("surname", &m.surname),
+            ("given names", &m.given_names),
+            ("document number", &m.document_number),
+            ("nationality", &m.nationality),
+            ("birth date", &m.birth_date),
+            ("sex", &m.sex),
+            ("expiry date", &m.expiry_date),
+            ("optional data", &m.optional_data),
+        ] {
+            println!("    {key:<16} {value}");
+        }
+    }
+    for p in &doc.problems {
+        println!("  {}", p.message);
+    }
+    if let Some(v) = &doc.face_match {
+        println!(
+            "  face match: {} (distance {:.3}, threshold {:.2}, confidence {:.1} %)",
+            if v.verified {
+                "same person"
+            } else {
+                "different people"
+            },
+            v.distance,
+            v.threshold,
+            v.confidence
+        );
+    }
 }

@@ -27,14 +27,29 @@ pub enum ModelKind {
     DetectorBack,
     /// MobileFaceNet, 112×112 aligned face to a 192-d embedding.
     Embedder,
+    /// PP-OCRv4 DB text detection, image to text probability map.
+    TextDetector,
+    /// PP-OCRv4 line recognition, 48-high strip to character classes.
+    TextRecognizer,
 }
 
 impl ModelKind {
+    /// What the model's symbolic input sizes must be multiples of: the text
+    /// detector halves its input five times and doubles it back.
+    pub fn stride(self) -> usize {
+        match self {
+            ModelKind::TextDetector => 32,
+            _ => 1,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::DetectorFront => "blazeface-front-128",
             ModelKind::DetectorBack => "blazeface-back-256",
             ModelKind::Embedder => "mobilefacenet",
+            ModelKind::TextDetector => "ppocrv4-det",
+            ModelKind::TextRecognizer => "ppocrv4-rec",
         }
     }
 }
@@ -43,6 +58,13 @@ impl ModelKind {
 pub trait Engine: Send + Sync {
     /// Short name for logs and benchmarks, e.g. `tract`.
     fn name(&self) -> &'static str;
+
+    /// Whether one network loaded with a symbolic size runs at every size.
+    /// tract cannot type graphs that compute reshape targets at run time
+    /// (PP-OCR's recogniser), so such models are loaded once per fixed size.
+    fn any_size(&self) -> bool {
+        true
+    }
 
     /// Loads a network. `input_shape` fixes the input's dimensions; `None` in
     /// a position leaves it symbolic (the batch of the embedder).

@@ -7,6 +7,7 @@ use super::Recognizer;
 use super::backend::{Backend, engine};
 use super::engine::Engine;
 use super::error::{RecognizeError, Result};
+use super::ocr::Ocr;
 use super::pool::Pool;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -16,6 +17,7 @@ pub struct Service {
     threads: usize,
     queue: usize,
     pool: OnceLock<std::result::Result<Pool, String>>,
+    ocr: OnceLock<std::result::Result<Ocr, String>>,
 }
 
 impl Service {
@@ -31,6 +33,7 @@ impl Service {
             threads: threads.max(1),
             queue: queue.max(1),
             pool: OnceLock::new(),
+            ocr: OnceLock::new(),
         })
     }
 
@@ -51,6 +54,17 @@ impl Service {
             .as_ref()
             .map_err(|message| RecognizeError::Model {
                 model: "recognizer",
+                message: message.clone(),
+            })
+    }
+
+    /// The OCR models for documents, loaded on the first call (blocking).
+    pub fn ocr(&self) -> Result<&Ocr> {
+        self.ocr
+            .get_or_init(|| Ocr::with_engine(self.engine.as_ref()).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|message| RecognizeError::Model {
+                model: "ocr",
                 message: message.clone(),
             })
     }

@@ -22,6 +22,10 @@ impl Engine for TractEngine {
         "tract"
     }
 
+    fn any_size(&self) -> bool {
+        false
+    }
+
     fn load(
         &self,
         kind: ModelKind,
@@ -37,7 +41,10 @@ impl Engine for TractEngine {
             .enumerate()
             .map(|(i, d)| match d {
                 Some(n) => TDim::from(*n as i64),
-                None => TDim::from(model.sym(&format!("d{i}"))),
+                // A symbolic size is a multiple of the model's stride, so
+                // tract can prove the shapes of its down- and up-sampling
+                // branches equal.
+                None => TDim::from(model.sym(&format!("d{i}"))) * kind.stride() as i64,
             })
             .collect();
         let fact: InferenceFact = TypedFact::dt_shape(DatumType::F32, dims).into();

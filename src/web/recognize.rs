@@ -7,12 +7,18 @@
 //! files compares their main faces and answers the vendor's verification
 //! shape `{ verified, distance, threshold, confidence, similar }`.
 //!
+//! `POST /recognize?mode=document` reads an ID document photo instead: its
+//! face, text lines and machine-readable zone (see
+//! [`crate::recognize::document`]). A form with two files reads the first as
+//! the document and matches its face with the second.
+//!
 //! Work goes through the bounded recognition pool; when it is full the answer
 //! is 429 with `Retry-After`, at once.
 
 use super::WebState;
 use super::error::ApiError;
 use crate::config::Secret;
+use crate::recognize::document::{self, Document};
 use crate::recognize::{Face, Range, Recognizer, Service, THRESHOLD, Verification};
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Request, State};
@@ -35,6 +41,7 @@ pub struct Endpoint {
 enum Answer {
     Faces { faces: Vec<Face> },
     Verification(Verification),
+    Document(Box<Document>),
 }
 
 pub async fn recognize(State(state): State<Arc<WebState>>, request: Request) -> Response {
@@ -57,12 +64,21 @@ async fn answer(state: &Arc<WebState>, request: Request) -> Result<Answer, ApiEr
             "send API_KEY as the user of the URI (Basic) or as a bearer token",
         ));
     }
+    let document_mode = document_mode(request.uri().query())?;
     let images = images(state, request).await?;
     let service = Arc::clone(&endpoint.service);
-    let job =
-        tokio::task::spawn_blocking(move || service.pool()?.submit(move |r| Ok(run(r, &images))))
-            .await
-            .map_err(|e| ApiError::internal("internal", e))??;
+    let job = tokio::task::spawn_blocking(move || {
+        let documents = Arc::clone(&service);
+        service.pool()?.submit(move |r| {
+            Ok(if document_mode {
+                read_document(r, &documents, &images)
+            } else {
+                run(r, &images)
+            })
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal("internal", e))??;
     job.await
         .map_err(|e| ApiError::internal("internal", e))?
         .map_err(ApiError::from)?
@@ -97,6 +113,47 @@ fn run(r: &Recognizer, images: &[Bytes]) -> Result<Answer, ApiError> {
         }
         _ => Err(ApiError::new("unprocessable", "send one or two images")),
     }
+}
+
+/// `mode=document` in the query string asks for a document reading; no
+/// mode is the seed's faces/verification answer.
+fn document_mode(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut document = false;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "mode" {
+            match value.as_ref() {
+                "document" => document = true,
+                "faces" | "" => document = false,
+                other => {
+                    return Err(ApiError::new(
+                        "bad_request",
+                        format!("mode {other:?} is not `document` (or `faces`, the default)"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(document)
+}
+
+/// A document photo, and a live photo to match its face with when a second
+/// image was sent. Missing parts of the document are named in its
+/// `problems`; a live photo without a face is an error naming it.
+fn read_document(r: &Recognizer, service: &Service, images: &[Bytes]) -> Result<Answer, ApiError> {
+    let names = ["document", "live"];
+    let mut decoded = Vec::new();
+    for (bytes, which) in images.iter().zip(names) {
+        decoded.push(r.decode(bytes).map_err(|e| {
+            let mut err = ApiError::from(e);
+            err.message = format!("{which} image: {}", err.message);
+            err
+        })?);
+    }
+    let mut doc = document::read(r, service.ocr()?, &decoded[0])?;
+    if let Some(live) = decoded.get(1) {
+        doc.match_face(r, live)?;
+    }
+    Ok(Answer::Document(Box::new(doc)))
 }
 
 /// The images of the request: the raw body, or the files of a form.
@@ -213,5 +270,15 @@ mod tests {
         assert!(!authorized(&with(&basic("other:k3y")), &key));
         assert!(!authorized(&with("Basic !!!"), &key));
         assert!(!authorized(&HeaderMap::new(), &key));
+    }
+
+    #[test]
+    fn the_mode_parameter_selects_documents() {
+        assert!(!document_mode(None).expect("no query"));
+        assert!(!document_mode(Some("position=1")).expect("other keys"));
+        assert!(document_mode(Some("position=1&mode=document")).expect("document"));
+        assert!(!document_mode(Some("mode=faces")).expect("faces"));
+        let err = document_mode(Some("mode=passport")).expect_err("unknown mode");
+        assert!(err.message.contains("passport"), "{}", err.message);
     }
 }

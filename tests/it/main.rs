@@ -6,6 +6,7 @@ mod blackbox;
 mod certs;
 mod daemon;
 mod doctor;
+mod documents;
 mod evidence;
 mod fuzz_corpus;
 mod harness;
