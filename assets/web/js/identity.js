@@ -181,6 +181,19 @@ export class IdentityCheck {
 }
 
 // The proctor's view of a session's identity check, with the photos.
+/** What was read from the document's machine-readable zone, in words. */
+function documentText(fields) {
+  const mrz = fields?.mrz;
+  if (mrz) {
+    return t('{surname}, {given} · document {number} ({code}, {state}) · born {birth} · valid until {expiry} · check digits verified', {
+      surname: mrz.surname, given: mrz.given_names, number: mrz.document_number, code: mrz.document_code,
+      state: mrz.issuing_state, birth: mrz.birth_date, expiry: mrz.expiry_date,
+    });
+  }
+  const problem = fields?.problems?.[0];
+  return problem ? t('Machine-readable zone: {problem}', { problem: problem.message ?? problem.code }) : '';
+}
+
 export async function identityView(base) {
   const box = h('div', { class: 'identity-view' });
   try {
@@ -203,7 +216,8 @@ export async function identityView(base) {
       items.push(h('figure', {},
         h('img', { src: `${base}/identity/document?v=${d.at}`, alt: t('ID document') }),
         h('figcaption', {}, t('ID document'), ' · ',
-          t(d.comparison.verified ? 'its photo matches the face (distance {d})' : 'its photo does NOT match the face (distance {d})', { d: d.comparison.distance }))));
+          t(d.comparison.verified ? 'its photo matches the face (distance {d})' : 'its photo does NOT match the face (distance {d})', { d: d.comparison.distance }),
+          h('br'), documentText(d.fields))));
     } else if (r.document) {
       items.push(h('p', { class: 'empty' }, t('No ID document yet.')));
     }

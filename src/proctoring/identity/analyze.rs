@@ -86,22 +86,6 @@ pub fn face_photo(
     }
 }
 
-/// The face on a document photo: the largest one the small-face detector
-/// finds (a document's portrait is small next to the card).
-pub fn document_face(
-    r: &Recognizer,
-    image: &RgbImage,
-) -> Result<Option<(Face, Embedding)>, RecognizeError> {
-    let Some(face) = r
-        .detect(image, Range::Far)?
-        .into_iter()
-        .max_by(|a, b| a.area().total_cmp(&b.area()))
-    else {
-        return Ok(None);
-    };
-    Ok(embed(r, image, &face)?.map(|e| (face, e)))
-}
-
 /// The verdict on a liveness attempt.
 pub struct LivenessOutcome {
     pub verdict: Liveness,

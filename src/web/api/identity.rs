@@ -319,9 +319,21 @@ struct DocumentAnswer {
     message: String,
     /// The document's face against the face photo (the vendor's shape).
     comparison: Option<Comparison>,
-    /// The document's text fields: filled by the document reader
-    /// (`recognize::document`, OCR and MRZ) once it exists; `null` now.
+    /// What was read from the document: the machine-readable zone's fields
+    /// when every check digit verified, its lines, and named problems.
     fields: Option<serde_json::Value>,
+}
+
+/// The part of a document reading kept with the check: the zone (fields,
+/// lines) and the problems; not every text line, which may hold more
+/// personal data than the check needs.
+fn document_fields(read: &crate::recognize::document::Document) -> serde_json::Value {
+    serde_json::json!({
+        "mrz": read.mrz,
+        "mrz_lines": read.mrz_lines,
+        "problems": read.problems,
+        "upside_down": read.upside_down,
+    })
 }
 
 /// The reference face, or a clear "take the face photo first".
@@ -356,10 +368,15 @@ async fn document(
     let by = ctx.who()?.actor();
     let reference = reference_of(&state, &s).await?;
     let photo = body.clone();
-    let compared = on_pool(&state, move |r| {
+    let service = Arc::clone(&state.recognition.service);
+    let (compared, fields) = on_pool(&state, move |r| {
         let image = r.decode(&photo)?;
-        Ok(analyze::document_face(r, &image)?
-            .map(|(_, e)| Comparison::from(Verification::compare(&e, &reference, THRESHOLD))))
+        let read = crate::recognize::document::read(r, service.ocr()?, &image)?;
+        let compared = read
+            .embedding
+            .as_ref()
+            .map(|e| Comparison::from(Verification::compare(e, &reference, THRESHOLD)));
+        Ok((compared, document_fields(&read)))
     })
     .await?;
     let Some(comparison) = compared else {
@@ -369,7 +386,7 @@ async fn document(
             problem: Some(Problem::NoFace.code()),
             message: "no face was found on the document: hold the page with the photo flat and close to the camera".into(),
             comparison: None,
-            fields: None,
+            fields: Some(fields),
         }));
     };
     let at = now_secs();
@@ -380,7 +397,7 @@ async fn document(
         photo: key,
         content_type,
         comparison,
-        fields: None,
+        fields: Some(fields),
     };
     let (store, session, record) = (state.accounts.store.clone(), s.clone(), check.clone());
     blocking(move || identity::record_document(store.as_ref(), &session, &by, &record)).await?;
