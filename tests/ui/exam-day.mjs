@@ -5,90 +5,11 @@
 // axe-core, and any console error or CSP violation fails the run.
 //
 // Usage: node exam-day.mjs   (BASE, MANAGER_PASSWORD, INVIGIL_UI_MODULES in the environment)
-import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
+import { launch, person as open, accessible, until, signIn, BASE, MANAGER_PASSWORD } from './lib.mjs';
 
-const require = createRequire(path.join(process.env.INVIGIL_UI_MODULES, 'package.json'));
-const { chromium } = require('playwright-core');
-const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const BASE = process.env.BASE;
-const MANAGER_PASSWORD = process.env.MANAGER_PASSWORD;
-const problems = [];
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    ...(process.env.FAKE_CAMERA ? [`--use-file-for-fake-video-capture=${process.env.FAKE_CAMERA}`] : [])],
-});
-const timer = setTimeout(() => { console.error('exam-day: timed out'); process.exit(3); }, 240_000);
-
-const pages = [];
-// On a failure, what each person saw helps more than a stack trace.
-process.on('uncaughtException', async e => {
-  console.error(e.message);
-  for (const [name, page] of pages) {
-    const text = await page.evaluate(() => `${location.hash}\n${document.getElementById('notice').innerText}\n${document.getElementById('view').innerText}`).catch(() => '?');
-    console.error(`--- ${name} saw:\n${text.slice(0, 2000)}`);
-  }
-  console.error(problems.join('\n'));
-  process.exit(1);
-});
-
-async function person(name) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, permissions: ['camera', 'microphone'] });
-  const page = await context.newPage();
-  page.on('console', m => {
-    // The API's expected refusals (401 before sign-in, a wrong password) and
-    // the offline period show as failed loads; the page turns them into
-    // messages for the user.
-    if (m.type() === 'error' && !/Failed to load resource: (the server responded with a status of 4\d\d|net::ERR_INTERNET_DISCONNECTED)/.test(m.text())) {
-      problems.push(`${name} console: ${m.text()}`);
-    }
-  });
-  page.on('pageerror', e => problems.push(`${name} page error: ${e.message}`));
-  page.setDefaultTimeout(10_000);
-  pages.push([name, page]);
-  if (process.env.UI_DEBUG) page.on('console', m => console.error(name, 'console', m.type(), m.text()));
-  if (process.env.UI_DEBUG) page.on('requestfailed', r => console.error(name, 'FAILED', r.method(), r.url(), r.failure()?.errorText));
-  if (process.env.UI_DEBUG) page.on('response', r => console.error(name, r.request().method(), r.status(), r.url()));
-  return page;
-}
-
-// Each checked page is also saved as a screenshot for people to look at.
-const shots = process.env.SCREENSHOTS;
-if (shots) fs.mkdirSync(shots, { recursive: true });
-
-async function accessible(page, where) {
-  if (shots) await page.screenshot({ path: path.join(shots, `${where.replace(/[^a-z0-9]+/gi, '-')}.png`), fullPage: true });
-  // Evaluated through the DevTools protocol: our CSP rightly refuses an injected <script>.
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  for (const v of result.violations) {
-    if (v.impact === 'serious' || v.impact === 'critical') {
-      problems.push(`${where}: axe ${v.impact} ${v.id}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`);
-    }
-  }
-}
-
-// Polls an async condition in the page (waitForFunction would take the
-// promise itself as a truthy answer).
-async function until(page, condition, ms) {
-  const end = Date.now() + ms;
-  while (!(await page.evaluate(condition))) {
-    if (Date.now() > end) throw new Error(`not true within ${ms} ms: ${condition}`);
-    await new Promise(resolve => setTimeout(resolve, 500));
-  }
-}
-
-async function signIn(page, username, password) {
-  await page.goto(`${BASE}/`);
-  await page.getByLabel('Username', { exact: true }).fill(username);
-  await page.getByLabel('Password', { exact: true }).fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
+const run = await launch('exam-day', 240_000);
+const person = name => open(run.browser, name);
 
 async function firstSignIn(page, username, first, chosen) {
   await signIn(page, username, first);
@@ -267,11 +188,4 @@ await visitor.getByLabel('I accept these rules.', { exact: true }).check();
 await visitor.getByRole('button', { name: 'Start the exam' }).click({ timeout: 30_000 });
 await visitor.locator('.status.started').waitFor();
 
-clearTimeout(timer);
-await browser.close();
-const csp = problems.filter(p => /Content Security Policy/i.test(p));
-if (problems.length) {
-  console.error(problems.join('\n'));
-  process.exit(csp.length ? 2 : 1);
-}
-console.log(JSON.stringify({ ok: true, session: sessionId }));
+await run.finish({ session: sessionId });

@@ -66,6 +66,8 @@ export async function person(browser, name) {
   page.setDefaultTimeout(10_000);
   pages.push([name, page]);
   if (process.env.UI_DEBUG) page.on('console', m => console.error(name, 'console', m.type(), m.text()));
+  if (process.env.UI_DEBUG) page.on('requestfailed', r => console.error(name, 'FAILED', r.method(), r.url(), r.failure()?.errorText));
+  if (process.env.UI_DEBUG) page.on('response', r => console.error(name, r.request().method(), r.status(), r.url()));
   return page;
 }
 
