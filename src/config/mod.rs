@@ -482,7 +482,7 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
     let minio_uri = c.secret("MINIO_URI");
     let backup_to = c.secret("BACKUP_TO");
     let recognizer_uri = c.raw("RECOGNIZER_URI").and_then(|raw| {
-        parse_multi_host(raw, &["http", "https"], 8080)
+        crate::recognize::parse_uri_list(raw)
             .map_err(|e| c.error("RECOGNIZER_URI", e))
             .ok()
     });

@@ -6,12 +6,12 @@
 use super::ProctoringError;
 use super::metrics::Metric;
 use super::sessions;
-use crate::recognize::{self, DecodeLimits, Recognizer};
+use crate::recognize::{self, DecodeLimits, Remote, RemoteError, Service};
 use crate::store::Store;
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 
 /// Largest snapshot upload, in bytes: a webcam JPEG is a few hundred KiB.
@@ -48,25 +48,56 @@ pub trait SnapshotAnalyzer: Send + Sync + 'static {
     fn faces(&self, image: &[u8]) -> Result<usize, String>;
 }
 
-/// The embedded face detector, loaded on the first snapshot (loading the
-/// models takes a moment an instance without webcams should not pay).
-#[derive(Default)]
+/// The configured recognition: the `RECOGNIZER_URI` hosts when there are
+/// any, else (and when none of them can take a snapshot) this process's
+/// bounded pool on the configured engine. The models load on the first
+/// local snapshot (an instance without webcams should not pay for them).
 pub struct FaceCounter {
-    recognizer: OnceLock<Result<Recognizer, String>>,
+    service: Arc<Service>,
+    remote: Option<Arc<Remote>>,
+    /// The runtime that remote calls run on; `faces` is called off it.
+    runtime: tokio::runtime::Handle,
+}
+
+impl FaceCounter {
+    pub fn new(
+        service: Arc<Service>,
+        remote: Option<Arc<Remote>>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        FaceCounter {
+            service,
+            remote,
+            runtime,
+        }
+    }
 }
 
 impl SnapshotAnalyzer for FaceCounter {
     fn faces(&self, image: &[u8]) -> Result<usize, String> {
-        let recognizer = self
-            .recognizer
-            .get_or_init(|| Recognizer::embedded().map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(Clone::clone)?;
+        if let Some(remote) = &self.remote {
+            match self
+                .runtime
+                .block_on(remote.count_faces(Bytes::copy_from_slice(image)))
+            {
+                Ok(faces) => return Ok(faces),
+                Err(e @ RemoteError::NoHost(_)) => {
+                    tracing::info!("counting snapshot faces here: {e}");
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         let decoded = recognize::decode(image, &LIMITS).map_err(|e| e.to_string())?;
-        recognizer
-            .presence(&decoded)
+        // Through the bounded pool: when it is full the snapshot is counted
+        // as not analysed rather than queued behind the live work.
+        self.service
+            .pool()
+            .and_then(|pool| pool.run(|r| r.presence(&decoded)))
             .map(|p| p.faces)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                recognize::RecognizeError::Busy { .. } => format!("skipped: {e}"),
+                e => e.to_string(),
+            })
     }
 }
 
