@@ -2,7 +2,8 @@
 //! loopback: a daemon with both in `RECOGNIZER_URI` passes `/recognize` and
 //! its snapshot analyses to them; one is killed with SIGKILL in the middle of
 //! a stream of jobs, every job still completes with the right face count, the
-//! dead host is marked down, and it takes work again once restarted.
+//! dead host is marked down, and it takes work again once restarted; with
+//! every host gone the daemon recognises by itself.
 
 use crate::uploads::exam;
 use reqwest::Method;
@@ -228,6 +229,16 @@ async fn two_recognizers_share_the_work_and_survive_a_kill() {
     );
     snapshot(empty_frame()).await;
     snapshot(data("portrait.jpg")).await;
+    // What the snapshot worker asks for: a count on a host, near range.
+    let empty = remote
+        .count_faces(empty_frame().into())
+        .await
+        .expect("counted on the live host");
+    let one = remote
+        .count_faces(data("portrait.jpg").into())
+        .await
+        .expect("counted on the live host");
+    assert_eq!((empty, one), (0, 1));
 
     // Every snapshot was analysed, in order: c2 is 100 exactly when the
     // frame had no face.
@@ -263,6 +274,14 @@ async fn two_recognizers_share_the_work_and_survive_a_kill() {
     wait_for("the restarted host is marked up", || healthy(&dead)).await;
     let by = stream(&e.d.client, &url, 8, 0, || {}).await;
     assert!(by.contains(&dead), "restarted host unused: {by:?}");
+
+    // With every host gone the daemon recognises by itself.
     drop((a, b));
+    let by = stream(&e.d.client, &url, 2, 0, || {}).await;
+    assert_eq!(by, ["local", "local"]);
+    assert!(matches!(
+        remote.count_faces(empty_frame().into()).await,
+        Err(invigil::recognize::RemoteError::NoHost(_))
+    ));
     e.d.stop().await;
 }
