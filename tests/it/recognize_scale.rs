@@ -285,3 +285,72 @@ async fn two_recognizers_share_the_work_and_survive_a_kill() {
     ));
     e.d.stop().await;
 }
+
+#[test]
+fn a_recognizer_needs_a_key_and_plain_http_only_on_loopback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_invigil"))
+        .arg("recognizer")
+        .env_clear()
+        .env("DATA_DIR", dir.path())
+        .env("HOST", "0.0.0.0")
+        .env("PORT", "0")
+        .env("REVERSE_PROXY", "on")
+        .output()
+        .expect("run invigil recognizer");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("API_KEY: `invigil recognizer` serves only with a key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("REVERSE_PROXY:") && err.contains("loopback"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_recognizer_serves_nothing_but_recognize_and_ping() {
+    let node = Node::start(0);
+    let base = format!("http://{}", node.host());
+    let client = reqwest::Client::new();
+    let ping: Value = client
+        .get(format!("{base}/ping"))
+        .send()
+        .await
+        .expect("ping")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (ping["status"].as_str(), ping["role"].as_str()),
+        (Some("ok"), Some("recognizer"))
+    );
+    for path in ["/", "/metrics", "/api/v1/sessions", "/login"] {
+        let r = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let r = client
+        .post(format!("{base}/recognize"))
+        .header("content-type", "image/jpeg")
+        .body(data("portrait.jpg"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401, "the key is required");
+    let r = client
+        .post(format!("{base}/recognize?range=sideways"))
+        .header("content-type", "image/jpeg")
+        .bearer_auth(KEY)
+        .body(data("portrait.jpg"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.expect("body").contains("range"));
+}
