@@ -12,6 +12,7 @@ mod generate;
 mod hub_bench;
 mod ingest;
 mod recognize;
+mod recognizer;
 
 use crate::config::{Config, Loaded, LogFormat};
 use crate::{VERSION, app};
@@ -35,6 +36,9 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve,
+    /// Serve only `POST /recognize` (API_KEY required) and `/ping` on
+    /// HOST:PORT, as a recognition node for daemons' RECOGNIZER_URI.
+    Recognizer,
     /// Print the effective configuration and its warnings; exit 2 on any error.
     CheckConfig,
     /// Print the version.
@@ -256,6 +260,7 @@ pub fn main() -> ExitCode {
         }
         Command::CheckConfig => check_config(cli.env_file),
         Command::Serve => serve(cli.env_file),
+        Command::Recognizer => recognizer::run(cli.env_file),
         Command::TurnCheck { uri } => turn_check(cli.env_file, uri),
         Command::Bench {
             what:

@@ -513,7 +513,7 @@ fn read_config(c: &mut Checker<'_>, warnings: &mut Vec<ConfigWarning>) -> Config
     let cold_after = Duration::from_secs(c.number("COLD_AFTER", 30, 0, 36_500) * 24 * 60 * 60);
     let cold_rate = c.number("COLD_RATE", 8, 1, 100_000) * 1024 * 1024;
     let recognizer_uri = c.raw("RECOGNIZER_URI").and_then(|raw| {
-        parse_multi_host(raw, &["http", "https"], 8080)
+        crate::recognize::parse_uri_list(raw)
             .map_err(|e| c.error("RECOGNIZER_URI", e))
             .ok()
     });

@@ -277,7 +277,7 @@ pub const VARS: &[Var] = &[
         "RECOGNIZER_URI",
         None,
         true,
-        "external recognizer nodes, http://KEY@host1:8080,host2:8080/recognize; default: embedded",
+        "`invigil recognizer` hosts, http://KEY@host1:8080,host2:8080/recognize (commas or spaces between hosts); snapshots and /recognize go there with health checks and failover, and are done here when no host can take them; default: embedded",
     ),
     used(
         "API_KEY",

@@ -6,12 +6,12 @@
 use super::ProctoringError;
 use super::metrics::Metric;
 use super::{identity, sessions};
-use crate::recognize::{self, DecodeLimits, Embedding, Recognizer};
+use crate::recognize::{self, DecodeLimits, Embedding, Remote, RemoteError, Service};
 use crate::store::Store;
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 
 /// Largest snapshot upload, in bytes: a webcam JPEG is a few hundred KiB.
@@ -67,51 +67,93 @@ pub struct Analysis {
     pub c4: Option<f64>,
 }
 
-/// The embedded face detector, loaded on the first snapshot (loading the
-/// models takes a moment an instance without webcams should not pay).
-#[derive(Default)]
+/// The configured recognition: the `RECOGNIZER_URI` hosts when there are
+/// any, else (and when none of them can take a snapshot) this process's
+/// bounded pool on the configured engine. The models load on the first
+/// local snapshot (an instance without webcams should not pay for them).
 pub struct FaceCounter {
-    recognizer: OnceLock<Result<Recognizer, String>>,
+    service: Arc<Service>,
+    remote: Option<Arc<Remote>>,
+    /// The runtime that remote calls run on; `faces` is called off it.
+    runtime: tokio::runtime::Handle,
 }
 
 impl FaceCounter {
-    fn recognizer(&self) -> Result<&Recognizer, String> {
-        self.recognizer
-            .get_or_init(|| Recognizer::embedded().map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(Clone::clone)
+    pub fn new(
+        service: Arc<Service>,
+        remote: Option<Arc<Remote>>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        FaceCounter {
+            service,
+            remote,
+            runtime,
+        }
     }
 }
 
 impl SnapshotAnalyzer for FaceCounter {
     fn faces(&self, image: &[u8]) -> Result<usize, String> {
-        Ok(self.analyze(image, None)?.faces)
+        if let Some(remote) = &self.remote {
+            match self
+                .runtime
+                .block_on(remote.count_faces(Bytes::copy_from_slice(image)))
+            {
+                Ok(faces) => return Ok(faces),
+                Err(e @ RemoteError::NoHost(_)) => {
+                    tracing::info!("counting snapshot faces here: {e}");
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let decoded = recognize::decode(image, &LIMITS).map_err(|e| e.to_string())?;
+        // Through the bounded pool: when it is full the snapshot is counted
+        // as not analysed rather than queued behind the live work.
+        self.service
+            .pool()
+            .and_then(|pool| pool.run(|r| r.presence(&decoded)))
+            .map(|p| p.faces)
+            .map_err(|e| match e {
+                recognize::RecognizeError::Busy { .. } => format!("skipped: {e}"),
+                e => e.to_string(),
+            })
     }
 
+    /// With a reference face the main face's embedding is needed for c4,
+    /// so the snapshot is analysed here, on the bounded pool; without one
+    /// only the faces are counted, by the remote hosts when there are any.
     fn analyze(&self, image: &[u8], reference: Option<&Embedding>) -> Result<Analysis, String> {
-        let recognizer = self.recognizer()?;
-        let decoded = recognize::decode(image, &LIMITS).map_err(|e| e.to_string())?;
-        let faces = recognizer
-            .detect(&decoded, recognize::Range::Near)
-            .map_err(|e| e.to_string())?;
-        let c4 = match (
-            reference,
-            faces.iter().max_by(|a, b| a.area().total_cmp(&b.area())),
-        ) {
-            (Some(reference), Some(main)) => {
-                let crops = recognizer.aligned(&decoded, std::slice::from_ref(main));
-                recognizer
-                    .embed_aligned(&crops)
-                    .map_err(|e| e.to_string())?
-                    .first()
-                    .map(|e| identity::c4_value(reference, e))
-            }
-            _ => None,
+        let Some(reference) = reference else {
+            return Ok(Analysis {
+                faces: self.faces(image)?,
+                c4: None,
+            });
         };
-        Ok(Analysis {
-            faces: faces.len(),
-            c4,
-        })
+        let decoded = recognize::decode(image, &LIMITS).map_err(|e| e.to_string())?;
+        self.service
+            .pool()
+            .and_then(|pool| {
+                pool.run(|r| {
+                    let faces = r.detect(&decoded, recognize::Range::Near)?;
+                    let c4 = match faces.iter().max_by(|a, b| a.area().total_cmp(&b.area())) {
+                        Some(main) => {
+                            let crops = r.aligned(&decoded, std::slice::from_ref(main));
+                            r.embed_aligned(&crops)?
+                                .first()
+                                .map(|e| identity::c4_value(reference, e))
+                        }
+                        None => None,
+                    };
+                    Ok(Analysis {
+                        faces: faces.len(),
+                        c4,
+                    })
+                })
+            })
+            .map_err(|e| match e {
+                recognize::RecognizeError::Busy { .. } => format!("skipped: {e}"),
+                e => e.to_string(),
+            })
     }
 }
 

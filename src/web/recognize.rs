@@ -13,27 +13,41 @@
 //! the document and matches its face with the second.
 //!
 //! Work goes through the bounded recognition pool; when it is full the answer
-//! is 429 with `Retry-After`, at once.
+//! is 429 with `Retry-After`, at once. With `RECOGNIZER_URI` the request is
+//! passed to a recognizer host first (failing over between hosts) and only
+//! recognised here when none can take it; `x-invigil-recognizer` says who
+//! answered. `?range=near` counts faces as in webcam snapshots.
 
 use super::WebState;
 use super::error::ApiError;
 use crate::config::Secret;
 use crate::recognize::document::{self, Document};
-use crate::recognize::{Face, Range, Recognizer, Service, THRESHOLD, Verification};
+use crate::recognize::{
+    Face, Range, Recognizer, Remote, RemoteError, Service, THRESHOLD, Verification,
+};
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, header};
 use serde::Serialize;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+
+/// Which machine answered a request: a recognizer's `host:port`, or
+/// `local` (this process).
+pub const ANSWERED_BY: &str = "x-invigil-recognizer";
 
 /// The endpoint's key and the recognition service behind it.
 pub struct Endpoint {
     pub service: Arc<Service>,
     pub api_key: Option<Secret>,
+    /// The recognizer hosts of `RECOGNIZER_URI`; requests go there first.
+    pub remote: Option<Arc<Remote>>,
+    /// Largest raw image body, in bytes.
+    pub upload_limit_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -45,14 +59,18 @@ enum Answer {
 }
 
 pub async fn recognize(State(state): State<Arc<WebState>>, request: Request) -> Response {
-    match answer(&state, request).await {
-        Ok(answer) => Json(answer).into_response(),
+    handle(&state.recognition, request).await
+}
+
+/// `POST /recognize` on `endpoint`, for the daemon and for `invigil recognizer`.
+pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
+    match answer(endpoint, request).await {
+        Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn answer(state: &Arc<WebState>, request: Request) -> Result<Answer, ApiError> {
-    let endpoint = &state.recognition;
+async fn answer(endpoint: &Endpoint, request: Request) -> Result<Response, ApiError> {
     let Some(key) = &endpoint.api_key else {
         return Err(ApiError::not_found(
             "the recognizer endpoint is off: set API_KEY to enable it",
@@ -65,7 +83,15 @@ async fn answer(state: &Arc<WebState>, request: Request) -> Result<Answer, ApiEr
         ));
     }
     let document_mode = document_mode(request.uri().query())?;
-    let images = images(state, request).await?;
+    let range = range(request.uri().query())?;
+    let request = match &endpoint.remote {
+        Some(remote) => match pass_on(remote, endpoint.upload_limit_bytes, request).await? {
+            Ok(response) => return Ok(response),
+            Err(request) => request,
+        },
+        None => request,
+    };
+    let images = images(endpoint.upload_limit_bytes, request).await?;
     let service = Arc::clone(&endpoint.service);
     let job = tokio::task::spawn_blocking(move || {
         let documents = Arc::clone(&service);
@@ -73,19 +99,124 @@ async fn answer(state: &Arc<WebState>, request: Request) -> Result<Answer, ApiEr
             Ok(if document_mode {
                 read_document(r, &documents, &images)
             } else {
-                run(r, &images)
+                run(r, &images, range)
             })
         })
     })
     .await
     .map_err(|e| ApiError::internal("internal", e))??;
-    job.await
+    let answer = job
+        .await
         .map_err(|e| ApiError::internal("internal", e))?
-        .map_err(ApiError::from)?
+        .map_err(ApiError::from)??;
+    let mut response = Json(answer).into_response();
+    if endpoint.remote.is_some() {
+        response
+            .headers_mut()
+            .insert(ANSWERED_BY, HeaderValue::from_static("local"));
+    }
+    Ok(response)
+}
+
+/// `?range=near` (webcam frames, as snapshots are counted) or `far` (the
+/// default: photos, documents, groups).
+fn range(query: Option<&str>) -> Result<Range, ApiError> {
+    let mut range = Range::Far;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k == "range" {
+            range = match v.as_ref() {
+                "near" => Range::Near,
+                "far" => Range::Far,
+                other => {
+                    return Err(ApiError::new(
+                        "bad_request",
+                        format!("range: {other:?} is not near or far"),
+                    ));
+                }
+            };
+        }
+    }
+    Ok(range)
+}
+
+/// Sends the request to a recognizer host and returns its answer as it is.
+/// When no host can take it, the request comes back rebuilt for local work
+/// (the hosts being down must not take recognition down with them).
+async fn pass_on(
+    remote: &Remote,
+    limit: u64,
+    request: Request,
+) -> Result<Result<Response, Request>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let max = usize::try_from(limit).unwrap_or(usize::MAX);
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))?;
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+    match remote
+        .call(&content_type, bytes.clone(), parts.uri.query())
+        .await
+    {
+        Ok(reply) => {
+            let mut response = Response::new(Body::from(reply.body));
+            *response.status_mut() = reply.status;
+            if let Some(ct) = reply.content_type {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            if let Ok(host) = HeaderValue::try_from(reply.host) {
+                response.headers_mut().insert(ANSWERED_BY, host);
+            }
+            Ok(Ok(response))
+        }
+        Err(e @ RemoteError::NoHost(_)) => {
+            tracing::warn!("recognizing here instead: {e}");
+            Ok(Err(Request::from_parts(parts, Body::from(bytes))))
+        }
+        Err(e) => Err(ApiError::internal("internal", e)),
+    }
+}
+
+/// The whole router of `invigil recognizer`: `POST /recognize` and
+/// `GET /ping` (for the daemons' health checks), nothing else.
+pub fn node_router(endpoint: Arc<Endpoint>, tls_mode: &'static str) -> axum::Router {
+    let limit = usize::try_from(endpoint.upload_limit_bytes).unwrap_or(usize::MAX);
+    axum::Router::new()
+        .route(
+            "/recognize",
+            axum::routing::post(
+                |State(e): State<Arc<Endpoint>>, request: Request| async move {
+                    handle(&e, request).await
+                },
+            ),
+        )
+        .route(
+            "/ping",
+            axum::routing::get(move || async move {
+                (
+                    [(header::CACHE_CONTROL, "no-store")],
+                    Json(serde_json::json!({
+                        "status": "ok",
+                        "role": "recognizer",
+                        "version": crate::VERSION,
+                        "tls": tls_mode,
+                    })),
+                )
+            }),
+        )
+        .fallback(|| async {
+            ApiError::not_found("a recognizer serves only POST /recognize and GET /ping")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(super::headers::security_headers))
+        .with_state(endpoint)
 }
 
 /// Decodes and recognises on a pool worker; errors name the image.
-fn run(r: &Recognizer, images: &[Bytes]) -> Result<Answer, ApiError> {
+fn run(r: &Recognizer, images: &[Bytes], range: Range) -> Result<Answer, ApiError> {
     let names = ["first", "second"];
     let decoded = images
         .iter()
@@ -102,7 +233,7 @@ fn run(r: &Recognizer, images: &[Bytes]) -> Result<Answer, ApiError> {
         .collect::<Result<Vec<_>, _>>()?;
     match decoded.as_slice() {
         [one] => Ok(Answer::Faces {
-            faces: r.detect(one, Range::Far)?,
+            faces: r.detect(one, range)?,
         }),
         [a, b] => {
             let (_, ea) = r.main_embedding(a, "first")?;
@@ -157,7 +288,7 @@ fn read_document(r: &Recognizer, service: &Service, images: &[Bytes]) -> Result<
 }
 
 /// The images of the request: the raw body, or the files of a form.
-async fn images(state: &Arc<WebState>, request: Request) -> Result<Vec<Bytes>, ApiError> {
+async fn images(limit: u64, request: Request) -> Result<Vec<Bytes>, ApiError> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -165,7 +296,7 @@ async fn images(state: &Arc<WebState>, request: Request) -> Result<Vec<Bytes>, A
         .unwrap_or("")
         .to_ascii_lowercase();
     let images = if content_type.starts_with("multipart/form-data") {
-        let mut form = Multipart::from_request(request, state)
+        let mut form = Multipart::from_request(request, &())
             .await
             .map_err(|e| ApiError::new("bad_request", e.body_text()))?;
         let mut files = Vec::new();
@@ -199,10 +330,10 @@ async fn images(state: &Arc<WebState>, request: Request) -> Result<Vec<Bytes>, A
     } else if content_type.starts_with("image/")
         || content_type.starts_with("application/octet-stream")
     {
-        let limit = usize::try_from(state.upload_limit_bytes).unwrap_or(usize::MAX);
-        let body = axum::body::to_bytes(request.into_body(), limit)
+        let max = usize::try_from(limit).unwrap_or(usize::MAX);
+        let body = axum::body::to_bytes(request.into_body(), max)
             .await
-            .map_err(|_| ApiError::payload_too_large(state.upload_limit_bytes))?;
+            .map_err(|_| ApiError::payload_too_large(limit))?;
         vec![body]
     } else {
         return Err(ApiError::new(

@@ -22,6 +22,7 @@ mod package;
 mod recognize;
 mod recognize_http;
 mod recognize_ort;
+mod recognize_scale;
 mod rest;
 mod retention;
 mod sessions;
