@@ -284,6 +284,7 @@ pub async fn start(config: Config, extra: Router<Arc<WebState>>) -> Result<Runni
                 Some(uri) => crate::turn::credentials::external_urls(uri),
                 None => Vec::new(),
             },
+            recognizers: recognizers.clone(),
             recognition_threads: config.threads,
             recognition_queue: config.recognizer_queue,
             snapshots: snapshot_stats.clone(),

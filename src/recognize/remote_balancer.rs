@@ -21,7 +21,7 @@ pub enum Outcome {
 }
 
 /// One host as the daemon sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HostStatus {
     /// `host:port`.
     pub host: String,

@@ -38,6 +38,7 @@ async fn instance_status_reports_the_running_daemon() {
         "{s}"
     );
     assert_eq!(s["recognition"]["threads"], 2);
+    assert_eq!(s["recognition"]["hosts"], serde_json::json!([]));
     assert_eq!(s["hub"]["connections"], 0);
     let newest = invigil::store::migrate::MIGRATIONS
         .last()

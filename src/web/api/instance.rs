@@ -39,6 +39,8 @@ pub struct InstanceFacts {
     pub turn: Option<TurnServer>,
     /// The TURN URLs browsers are given when the relay is external.
     pub turn_external: Vec<String>,
+    /// The `RECOGNIZER_URI` hosts, when work is spread over them.
+    pub recognizers: Option<Arc<crate::recognize::Remote>>,
     pub recognition_threads: usize,
     pub recognition_queue: usize,
     pub snapshots: Arc<snapshots::Stats>,
@@ -88,6 +90,8 @@ struct Turn {
 #[derive(Serialize)]
 struct Recognition {
     engine: &'static str,
+    /// The `RECOGNIZER_URI` hosts: health, jobs in flight, last error.
+    hosts: Vec<crate::recognize::HostStatus>,
     threads: usize,
     queue: usize,
     snapshots_queued: u64,
@@ -161,6 +165,11 @@ async fn status(State(state): State<Arc<WebState>>) -> Result<Json<Status>, ApiE
         },
         recognition: Recognition {
             engine: state.recognition.service.engine(),
+            hosts: facts
+                .recognizers
+                .as_ref()
+                .map(|r| r.status())
+                .unwrap_or_default(),
             threads: facts.recognition_threads,
             queue: facts.recognition_queue,
             snapshots_queued: stats.queued.load(Ordering::Relaxed),

@@ -112,6 +112,8 @@ export async function instance(app) {
       ]),
       facts(t('Recognition'), [
         [t('Engine'), rec.engine],
+        ...rec.hosts.map(x => [t('Recognizer {host}', { host: x.host }),
+          x.healthy ? t('up, {n} jobs running', { n: x.in_flight }) + (x.busy ? ` · ${t('resting after 429')}` : '') : t('down: {error}', { error: x.last_error ?? '' })]),
         [t('Workers and queue'), t('{threads} workers, {queue} jobs at most', { threads: rec.threads, queue: rec.queue })],
         [t('Snapshots'), t('{analyzed} analysed, {skipped} skipped, {failed} failed', { analyzed: number(rec.snapshots_analyzed), skipped: number(rec.snapshots_skipped), failed: number(rec.snapshots_failed) })],
       ]),
