@@ -1,6 +1,7 @@
 // The manager's and administrators' own pages in a real Chromium: the
-// instance status, and a host's settings (title, webhook address, a new
-// signing secret shown once), each checked with axe-core.
+// instance status, a host's settings (title, webhook address, a new signing
+// secret shown once) and the session list's CSV export, each checked with
+// axe-core.
 //
 // Usage: node admin-pages.mjs   (BASE, MANAGER_PASSWORD, INVIGIL_UI_MODULES in the environment)
 import assert from 'node:assert/strict';
@@ -46,5 +47,17 @@ assert.match(await manager.locator('#notice').innerText(), /webhook_url/);
 await manager.getByRole('button', { name: 'New signing secret' }).click();
 assert.match(await manager.locator('#webhook-secret').innerText(), /^whsec_/);
 await accessible(manager, 'settings');
+
+// The session list offers its CSV export.
+await manager.getByRole('link', { name: 'Sessions' }).click();
+await manager.getByRole('heading', { name: 'Sessions' }).waitFor();
+const csv = await manager.evaluate(async () => {
+  const r = await fetch(document.getElementById('sessions-csv').href);
+  return { status: r.status, type: r.headers.get('content-type'), head: (await r.text()).split('\n')[0] };
+});
+assert.equal(csv.status, 200, JSON.stringify(csv));
+assert.match(csv.type, /^text\/csv/);
+assert.match(csv.head, /^id,identifier,student,/);
+await accessible(manager, 'sessions');
 
 await run.finish({});

@@ -21,9 +21,12 @@ export async function list(app, filter = {}) {
       h('option', { value: 'true', selected: filter.review === 'true' }, t('flagged for review')))),
     h('button', { type: 'submit' }, t('Filter')));
   const sorted = [...found].sort((a, b) => (a.score ?? 101) - (b.score ?? 101));
+  // The CSV export takes the status filter; a proctor's export has their own sessions only.
+  const csv = new URLSearchParams(filter.status ? { status: filter.status } : {});
   show(
     h('h1', {}, t(app.me.role === 'proctor' ? 'My sessions' : 'Sessions')),
     filters,
+    h('p', {}, h('a', { href: `/api/v1/reports/sessions.csv?${csv}`, download: 'sessions.csv', id: 'sessions-csv' }, t('Export as CSV (spreadsheet)'))),
     table(t('Sessions, lowest score first'), [
       [t('Student'), s => h('a', { href: `#/session/${encodeURIComponent(s.id)}` }, s.student)],
       [t('Subject'), s => s.subject || '—'],
