@@ -64,6 +64,8 @@ async function signOut() {
 }
 
 async function route() {
+  // An error belongs to the page it happened on; confirmations fade by themselves.
+  document.querySelector('#notice .error')?.remove();
   const me = app.me;
   const [, page = '', arg] = location.hash.split('/');
   if (!me) return signin.login(app);
