@@ -1,7 +1,7 @@
 // The manager's and administrators' own pages in a real Chromium: the
 // instance status, a host's settings (title, webhook address, a new signing
-// secret shown once) and the session list's CSV export, each checked with
-// axe-core.
+// secret shown once), the session list's CSV export and groups, each
+// checked with axe-core.
 //
 // Usage: node admin-pages.mjs   (BASE, MANAGER_PASSWORD, INVIGIL_UI_MODULES in the environment)
 import assert from 'node:assert/strict';
@@ -26,6 +26,8 @@ await accessible(manager, 'instance');
 async function settingsPage() {
   await manager.goto(`${BASE}/#/settings`);
   await manager.getByRole('heading', { name: 'Settings', exact: true }).waitFor();
+  // The page renders again once the signed-in user is known; wait for that.
+  await manager.waitForLoadState('networkidle');
 }
 await manager.getByRole('link', { name: 'Settings' }).click();
 await manager.getByRole('heading', { name: 'Settings', exact: true }).waitFor();
@@ -59,5 +61,29 @@ assert.equal(csv.status, 200, JSON.stringify(csv));
 assert.match(csv.type, /^text\/csv/);
 assert.match(csv.head, /^id,identifier,student,/);
 await accessible(manager, 'sessions');
+
+// Groups: people added to a group and removed again.
+await manager.evaluate(async () => {
+  for (const [username, role] of [['ann', 'student'], ['pat', 'proctor']]) {
+    const r = await fetch('/api/v1/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, role, password: 'Temporary pass 1' }) });
+    if (r.status !== 201) throw new Error(`creating ${username}: ${r.status}`);
+  }
+});
+await manager.getByRole('link', { name: 'Groups' }).click();
+await manager.getByRole('heading', { name: 'Groups', exact: true }).waitFor();
+await manager.getByText('No groups yet').waitFor();
+await manager.getByLabel('Group', { exact: true }).fill('room-7');
+await manager.getByLabel('Usernames', { exact: true }).fill('ann, pat');
+await manager.getByRole('button', { name: 'Add', exact: true }).click();
+await manager.getByText('Added to room-7.').waitFor();
+await manager.getByRole('cell', { name: 'room-7', exact: true }).waitFor();
+await accessible(manager, 'groups');
+await manager.getByRole('button', { name: 'Remove from room-7' }).first().click();
+await manager.getByText('Groups of ann saved.').waitFor();
+assert.equal(await manager.getByRole('button', { name: 'Remove from room-7' }).count(), 1);
+await manager.getByLabel('Usernames', { exact: true }).fill('nobody');
+await manager.getByLabel('Group', { exact: true }).fill('room-7');
+await manager.getByRole('button', { name: 'Add', exact: true }).click();
+assert.match(await manager.locator('#notice .error').innerText(), /No such user: nobody/);
 
 await run.finish({});

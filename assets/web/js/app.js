@@ -6,6 +6,7 @@ import { t, init, languages, current, choose } from './i18n.js';
 import * as signin from './views/signin.js';
 import * as manager from './views/manager.js';
 import * as settings from './views/settings.js';
+import * as groups from './views/groups.js';
 import * as admin from './views/admin.js';
 import * as sessions from './views/sessions.js';
 import * as exam from './views/exam.js';
@@ -14,8 +15,8 @@ import * as integration from './views/integration.js';
 import * as wall from './views/wall.js';
 
 const MENUS = {
-  manager: [['#/try', 'Try it'], ['#/hosts', 'Hosts'], ['#/instance', 'Instance'], ['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration'], ['#/settings', 'Settings']],
-  administrator: [['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/integration', 'Integration'], ['#/settings', 'Settings']],
+  manager: [['#/try', 'Try it'], ['#/hosts', 'Hosts'], ['#/instance', 'Instance'], ['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/groups', 'Groups'], ['#/integration', 'Integration'], ['#/settings', 'Settings']],
+  administrator: [['#/wall', 'Live wall'], ['#/sessions', 'Sessions'], ['#/templates', 'Templates'], ['#/users', 'Users'], ['#/groups', 'Groups'], ['#/integration', 'Integration'], ['#/settings', 'Settings']],
   proctor: [['#/wall', 'Live wall'], ['#/sessions', 'My sessions']],
   student: [['#/', 'My exams']],
 };
@@ -77,6 +78,7 @@ async function route() {
       case 'hosts': return manager.hosts(app);
       case 'instance': return manager.instance(app);
       case 'users': return admin.users(app);
+      case 'groups': return groups.page(app);
       case 'templates': return admin.templates(app);
       case 'sessions': return sessions.list(app);
       case 'wall': return wall.page(app);
