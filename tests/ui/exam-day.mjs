@@ -158,6 +158,23 @@ assert.ok(stored.kinds.includes('webcam') && stored.kinds.includes('snapshot'), 
 await pat.reload();
 await pat.waitForFunction(() => document.querySelector('.recordings video')?.videoWidth > 0, null, { timeout: 20_000 });
 await pat.waitForFunction(() => document.querySelector('.snapshots img')?.naturalWidth > 0, null, { timeout: 20_000 });
+// A timeline entry plays the recording from its moment.
+const entryTimes = await pat.evaluate(async () => {
+  const id = location.hash.split('/')[2];
+  const uploads = await (await fetch(`/api/v1/sessions/${id}/uploads`)).json();
+  const start = uploads.find(u => u.kind === 'webcam').created_at;
+  const entries = await (await fetch(`/api/v1/sessions/${id}/protocol?limit=200`)).json();
+  const index = entries.findIndex(e => e.time >= start + 4);
+  return { index, offset: index < 0 ? null : entries[index].time - start };
+});
+assert.ok(entryTimes.index >= 0, 'no timeline entry a few seconds into the recording');
+await pat.locator('.timeline li').nth(entryTimes.index).getByRole('button', { name: 'play' }).click();
+await until(pat, () => {
+  const v = document.querySelector('.recordings video');
+  return !v.seeking && !v.paused && v.currentTime > 0;
+}, 20_000);
+const position = await pat.evaluate(() => document.querySelector('.recordings video').currentTime);
+assert.ok(Math.abs(position - entryTimes.offset) < 3, `playing at ${position} s, the entry is at ${entryTimes.offset} s`);
 
 // The proctor stops the exam; the student's page follows; conclusion.
 await pat.getByRole('button', { name: 'Stop' }).click();

@@ -82,8 +82,9 @@ export async function detail(app, id) {
   const [s, score, entries] = await Promise.all([api('GET', base), api('GET', `${base}/score`), api('GET', `${base}/protocol?limit=200`)]);
   const chat = h('ol', { class: 'chat', tabindex: 0, 'aria-label': t('Chat') });
   const evidence = h('div', { class: 'evidence-list' });
-  loadEvidence(base, evidence);
-  const timeline = h('ol', { class: 'timeline', tabindex: 0, 'aria-label': t('Timeline') }, entries.map(entryItem));
+  const player = { recordings: [] };
+  loadEvidence(base, evidence, player);
+  const timeline = h('ol', { class: 'timeline', tabindex: 0, 'aria-label': t('Timeline') }, entries.map(e => entryItem(e, player)));
   const identity = h('div', {});
   identityView(base).then(view => identity.replaceChildren(view));
   const live = h('p', { class: 'live' }, t('Connecting…'));
@@ -188,15 +189,18 @@ export async function detail(app, id) {
 
 // Recordings play with seeking (the server answers byte ranges); snapshots
 // show as thumbnails that open full size.
-async function loadEvidence(base, box) {
+async function loadEvidence(base, box, player) {
   try {
     const uploads = await api('GET', `${base}/uploads`);
     const recordings = uploads.filter(u => u.kind !== 'snapshot');
     const snapshots = uploads.filter(u => u.kind === 'snapshot' && u.complete);
     box.replaceChildren(...[
-      recordings.length ? h('div', { class: 'recordings' }, recordings.map(u =>
-        h('figure', {}, h('video', { src: u.href, controls: true, preload: 'metadata' }),
-          h('figcaption', {}, `${t(u.kind)} · ${when(u.created_at)} · ${number(u.offset / 1048576)} MiB${u.complete ? '' : ` (${t('still recording')})`}`))))
+      recordings.length ? h('div', { class: 'recordings' }, recordings.map(u => {
+        const video = h('video', { src: u.href, controls: true, preload: 'metadata' });
+        player.recordings.push({ kind: u.kind, start: u.created_at, video });
+        return h('figure', {}, video,
+          h('figcaption', {}, `${t(u.kind)} · ${when(u.created_at)} · ${number(u.offset / 1048576)} MiB${u.complete ? '' : ` (${t('still recording')})`}`));
+      }))
         : h('p', { class: 'empty' }, t('No recordings yet.')),
       snapshots.length ? h('div', { class: 'snapshots' }, snapshots.map(u =>
         h('a', { href: u.href, target: '_blank', rel: 'noopener' }, h('img', { src: u.href, alt: `${t('Snapshot')} ${when(u.created_at)}`, loading: 'lazy' })))) : null,
@@ -259,7 +263,30 @@ function chatItem(author, text, time) {
   return h('li', {}, h('strong', {}, author), ' ', h('time', {}, when(Math.floor(time))), h('p', {}, text));
 }
 
-function entryItem(e) {
+function entryItem(e, player) {
   const detail = e.kind === 'chat' ? e.data.text : JSON.stringify(e.data);
-  return h('li', { class: `entry ${e.kind}` }, h('time', {}, when(e.time)), ` ${e.kind} · ${e.author}: `, detail);
+  const play = h('button', { type: 'button', class: 'link', onclick: () => playAt(player, e.time) }, t('play'));
+  return h('li', { class: `entry ${e.kind}` }, h('time', {}, when(e.time)), ' ', play, ` ${e.kind} · ${e.author}: `, detail);
+}
+
+/** Plays the webcam recording (else the screen's) from the moment `time`. */
+async function playAt(player, time) {
+  const covering = player.recordings.filter(r => r.start <= time).sort((a, b) => b.start - a.start);
+  const rec = covering.find(r => r.kind === 'webcam') ?? covering[0];
+  if (!rec) return notice(t('No recording covers this moment.'), 'error');
+  const video = rec.video;
+  video.scrollIntoView({ block: 'center' });
+  // A browser's recording carries no index: its length is known only once
+  // the whole file has been read, which seeking past the end makes happen.
+  if (!Number.isFinite(video.duration)) {
+    video.preload = 'auto';
+    if (video.readyState < 1) await new Promise(resolve => video.addEventListener('loadedmetadata', resolve, { once: true }));
+    if (!Number.isFinite(video.duration)) {
+      const known = new Promise(resolve => video.addEventListener('durationchange', resolve, { once: true }));
+      video.currentTime = 1e9;
+      await known;
+    }
+  }
+  video.currentTime = Math.max(0, time - rec.start);
+  video.play().catch(() => {});
 }
