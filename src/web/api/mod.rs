@@ -11,7 +11,7 @@ mod evidence;
 mod manager;
 pub mod openapi;
 mod sessions;
-mod uploads;
+pub(crate) mod uploads;
 mod ws;
 
 use super::error::ApiError;
