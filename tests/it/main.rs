@@ -9,6 +9,7 @@ mod doctor;
 mod evidence;
 mod fuzz_corpus;
 mod harness;
+mod hostile;
 mod hub;
 mod ice;
 mod isolation;
