@@ -110,7 +110,7 @@ impl std::fmt::Display for Latencies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} requests, {} errors)",
+            "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} timed, {} errors)",
             self.p50, self.p99, self.max, self.count, self.errors
         )
     }
