@@ -4,7 +4,7 @@
 //! and then, M proctors watch walls of up to 30 sessions. Fan-out latency is
 //! from a student's send to a proctor's receipt of the resulting frame.
 
-mod client;
+pub(super) mod client;
 
 use client::{Dialer, Server, Ws, usage};
 use futures::{SinkExt, StreamExt};
@@ -73,11 +73,11 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     result
 }
 
-struct Setup {
+pub(super) struct Setup {
     /// Session ids, one per student.
-    sessions: Vec<String>,
-    students: Vec<String>,
-    proctors: Vec<String>,
+    pub sessions: Vec<String>,
+    pub students: Vec<String>,
+    pub proctors: Vec<String>,
 }
 
 fn link(secret: &str, username: &str, role: &str) -> anyhow::Result<String> {
@@ -92,7 +92,7 @@ fn link(secret: &str, username: &str, role: &str) -> anyhow::Result<String> {
 
 /// Users by JWT link (no password hashing in the way), one session per
 /// student, started by the student.
-async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyhow::Result<Setup> {
+pub(super) async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyhow::Result<Setup> {
     let mut http = dialer.http().await?;
     let login = json!({ "username": "manager", "password": password });
     let manager = http
@@ -182,7 +182,7 @@ async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyhow::Result<S
 }
 
 /// Sends a join and waits for its `joined`.
-async fn join(ws: &mut Ws, session: &str) -> anyhow::Result<()> {
+pub(super) async fn join(ws: &mut Ws, session: &str) -> anyhow::Result<()> {
     let f = json!({ "type": "join", "session": session, "ref": session });
     ws.send(Message::text(f.to_string())).await?;
     while let Some(m) = ws.next().await {

@@ -4,6 +4,7 @@
 mod backup;
 mod banner;
 mod bench_append;
+pub mod bench_hostile;
 mod bench_recognize;
 mod ca;
 mod doctor;
@@ -220,6 +221,20 @@ enum Bench {
         #[arg(long)]
         no_dlib: bool,
     },
+    /// Hostile clients against `invigil serve`: slowloris sockets, pixel
+    /// and decompression bombs, a WebSocket flood, oversized headers and
+    /// bodies; prints what the server held.
+    Hostile {
+        /// Slowloris sockets held open at once.
+        #[arg(long, default_value_t = 2000)]
+        sockets: usize,
+        /// Seconds the slowloris sockets are held once all are open.
+        #[arg(long, default_value_t = 20)]
+        hold_secs: u64,
+        /// Seconds of WebSocket flood.
+        #[arg(long, default_value_t = 10)]
+        flood_secs: u64,
+    },
     /// Durable protocol appends per second, invigil (redb) against
     /// PostgreSQL (one INSERT per entry, synchronous_commit=on).
     Append {
@@ -408,6 +423,24 @@ pub fn main() -> ExitCode {
             show_key,
         } => evidence::export(cli.env_file, session, out, show_key),
         Command::VerifyBundle { file, key } => evidence::verify_bundle(&file, key.as_deref()),
+        Command::Bench {
+            what:
+                Bench::Hostile {
+                    sockets,
+                    hold_secs,
+                    flood_secs,
+                },
+        } => match bench_hostile::run(&bench_hostile::Options {
+            sockets,
+            hold_secs,
+            flood_secs,
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("invigil: bench hostile: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Bench {
             what: Bench::Append { entries },
         } => bench_append::run(entries),

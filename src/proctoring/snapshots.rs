@@ -18,18 +18,29 @@ use tokio::sync::mpsc;
 pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
 
 /// What a snapshot may declare: a webcam frame, with room for a 4K camera.
+/// The decoded size is what bounds memory: a 4K JPEG (RGB, 24 MB) fits, a
+/// 4K PNG with an alpha channel (33 MB) does not.
 pub const LIMITS: DecodeLimits = DecodeLimits {
     max_side: 4096,
     max_pixels: 4096 * 2304,
-    max_alloc: 64 * 1024 * 1024,
+    max_alloc: 24 * 1024 * 1024,
 };
+
+/// Decodes one snapshot at a time in the whole process (upload checks and
+/// analysis alike): a few dozen KiB of PNG decode to tens of MB, so
+/// concurrent uploads must not multiply that.
+fn decode(bytes: &[u8]) -> Result<image::RgbImage, recognize::RecognizeError> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    recognize::decode(bytes, &LIMITS)
+}
 
 /// Checks that `bytes` is an image within [`LIMITS`] that decodes completely;
 /// returns its width and height. The size is checked from the header first,
 /// so a small file declaring a huge canvas costs nothing.
 pub fn inspect(bytes: &[u8]) -> Result<(u32, u32), ProctoringError> {
-    let image = recognize::decode(bytes, &LIMITS)
-        .map_err(|e| ProctoringError::invalid("snapshot", format!("refused: {e}")))?;
+    let image =
+        decode(bytes).map_err(|e| ProctoringError::invalid("snapshot", format!("refused: {e}")))?;
     Ok(image.dimensions())
 }
 
@@ -106,7 +117,7 @@ impl SnapshotAnalyzer for FaceCounter {
                 Err(e) => return Err(e.to_string()),
             }
         }
-        let decoded = recognize::decode(image, &LIMITS).map_err(|e| e.to_string())?;
+        let decoded = decode(image).map_err(|e| e.to_string())?;
         // Through the bounded pool: when it is full the snapshot is counted
         // as not analysed rather than queued behind the live work.
         self.service
@@ -129,7 +140,7 @@ impl SnapshotAnalyzer for FaceCounter {
                 c4: None,
             });
         };
-        let decoded = recognize::decode(image, &LIMITS).map_err(|e| e.to_string())?;
+        let decoded = decode(image).map_err(|e| e.to_string())?;
         self.service
             .pool()
             .and_then(|pool| {
@@ -299,6 +310,31 @@ mod tests {
         assert!(err.starts_with("snapshot: refused"), "{err}");
         let err = inspect(b"not an image").unwrap_err().to_string();
         assert!(err.contains("not a supported image"), "{err}");
+    }
+
+    #[test]
+    fn a_png_that_decodes_past_the_memory_limit_is_refused_from_its_header() {
+        use image::ImageEncoder;
+        // 3840×2160 with alpha: 33 MB decoded from a few KiB.
+        let (w, h) = (3840, 2160);
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new_with_quality(
+            &mut png,
+            image::codecs::png::CompressionType::Fast,
+            image::codecs::png::FilterType::NoFilter,
+        )
+        .write_image(
+            &vec![0; w * h * 4],
+            w as u32,
+            h as u32,
+            image::ExtendedColorType::Rgba8,
+        )
+        .unwrap();
+        let err = inspect(&png).unwrap_err().to_string();
+        assert!(
+            err.contains("33177600") && err.contains("25165824"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -206,6 +206,50 @@ fn chunk_at(tx: &dyn ReadTx, u: &Upload, offset: u64) -> Result<Option<Chunk>, S
 
 /// Uploads are taken while the session runs (started, or paused by a proctor:
 /// the browser still flushes what it recorded before the pause).
+/// The upload's length once a chunk request declaring `declared` is taken
+/// into account: a deferred length may be set once, between the current
+/// `offset` and [`MAX_LENGTH`]; a set length may only be repeated.
+pub fn settle_length(
+    length: Option<u64>,
+    offset: u64,
+    declared: Option<u64>,
+) -> Result<Option<u64>, UploadError> {
+    match (length, declared) {
+        (Some(a), Some(b)) if a != b => Err(ProctoringError::invalid(
+            "Upload-Length",
+            format!("the upload's length is {a}, not {b}"),
+        )
+        .into()),
+        (None, Some(n)) if n < offset || n > MAX_LENGTH => Err(UploadError::TooLong(format!(
+            "Upload-Length {n} must lie between the offset {offset} and {MAX_LENGTH}"
+        ))),
+        (None, Some(n)) => Ok(Some(n)),
+        _ => Ok(length),
+    }
+}
+
+/// Whether a chunk at `offset` that has brought `size` bytes so far may go
+/// on: at most `max_chunk` bytes, and not past the upload's length (`room`
+/// bytes left after the offset).
+pub fn check_chunk_size(
+    size: u64,
+    max_chunk: u64,
+    room: u64,
+    length: Option<u64>,
+    offset: u64,
+) -> Result<(), UploadError> {
+    if size > max_chunk {
+        return Err(UploadError::ChunkTooLarge { limit: max_chunk });
+    }
+    if size > room {
+        return Err(UploadError::TooLong(format!(
+            "the chunk runs past the upload's length {} (offset {offset}, {size} bytes or more)",
+            length.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
 fn check_open(s: &Session, action: &'static str) -> Result<(), ProctoringError> {
     if matches!(s.status, Status::Started | Status::Paused) {
         Ok(())
@@ -449,27 +493,11 @@ impl Uploads {
             return Err(UploadError::Expired);
         }
         check_appendable(&session_rec, &u, now, self.settings.expires.as_secs())?;
-        match (u.length, length) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(ProctoringError::invalid(
-                    "Upload-Length",
-                    format!("the upload's length is {a}, not {b}"),
-                )
-                .into());
-            }
-            (None, Some(n)) if n < u.offset || n > MAX_LENGTH => {
-                return Err(UploadError::TooLong(format!(
-                    "Upload-Length {n} must lie between the offset {} and {MAX_LENGTH}",
-                    u.offset
-                )));
-            }
-            (None, Some(n)) => u.length = Some(n),
-            _ => {}
-        }
+        u.length = settle_length(u.length, u.offset, length)?;
         if offset != u.offset {
             return self.repeated(&u, offset, body).await;
         }
-        let room = u.length.map_or(u64::MAX, |n| n - u.offset);
+        let room = u.length.map_or(u64::MAX, |n| n.saturating_sub(u.offset));
         let key = object_key(&u, offset);
         let snapshot_whole = u.kind == UploadKind::Snapshot;
         let mut upload = self.objects.upload(&key).await?;
@@ -484,16 +512,9 @@ impl Uploads {
                 Some(Ok(b)) => b,
             };
             size += piece.len() as u64;
-            if size > self.settings.max_chunk {
-                break Some(UploadError::ChunkTooLarge {
-                    limit: self.settings.max_chunk,
-                });
-            }
-            if size > room {
-                break Some(UploadError::TooLong(format!(
-                    "the chunk runs past the upload's length {} (offset {offset}, {size} bytes or more)",
-                    u.length.unwrap_or_default()
-                )));
+            if let Err(e) = check_chunk_size(size, self.settings.max_chunk, room, u.length, offset)
+            {
+                break Some(e);
             }
             hasher.update(&piece);
             if snapshot_whole {

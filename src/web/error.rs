@@ -39,6 +39,10 @@ pub const TABLE: &[(&str, StatusCode)] = &[
     ("illegal_transition", StatusCode::CONFLICT),
     ("session_not_open", StatusCode::CONFLICT),
     ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    (
+        "headers_too_large",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    ),
     ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
     ("range_not_satisfiable", StatusCode::RANGE_NOT_SATISFIABLE),
     ("unprocessable", StatusCode::UNPROCESSABLE_ENTITY),

@@ -10,7 +10,37 @@
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use http::{HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+/// The most request header fields the router answers; more get a 431 naming
+/// this limit. Browsers send about twenty.
+pub const MAX_REQUEST_HEADERS: usize = 100;
+
+/// The most bytes of request header names and values the router answers.
+pub const MAX_REQUEST_HEADER_BYTES: usize = 32 * 1024;
+
+/// hyper's own limits, far above ours: a request past them is refused while
+/// it is parsed, with a 431 hyper writes itself (no body), and its headers
+/// never take more memory than this.
+pub const PARSER_MAX_HEADERS: usize = 400;
+pub const PARSER_MAX_HEADER_BYTES: usize = 256 * 1024;
+
+/// Which request header limit `headers` break, as the message a client gets.
+pub fn header_limit_broken(headers: &HeaderMap) -> Option<String> {
+    if headers.len() > MAX_REQUEST_HEADERS {
+        return Some(format!(
+            "{} request header fields; at most {MAX_REQUEST_HEADERS} are accepted",
+            headers.len()
+        ));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    (bytes > MAX_REQUEST_HEADER_BYTES).then(|| {
+        format!("{bytes} bytes of request headers; at most {MAX_REQUEST_HEADER_BYTES} are accepted")
+    })
+}
 
 /// The Content-Security-Policy of every response.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \
@@ -76,6 +106,32 @@ mod tests {
         }
         assert!(CONTENT_SECURITY_POLICY.contains("script-src 'self';"));
         assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn header_limits_count_fields_and_bytes() {
+        let mut h = HeaderMap::new();
+        for i in 0..MAX_REQUEST_HEADERS {
+            h.insert(
+                HeaderName::try_from(format!("x-h{i}")).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert_eq!(header_limit_broken(&h), None);
+        h.insert("x-one-more", HeaderValue::from_static("v"));
+        let message = header_limit_broken(&h).unwrap();
+        assert!(message.contains("at most 100"), "{message}");
+
+        let mut h = HeaderMap::new();
+        let big = "a".repeat(MAX_REQUEST_HEADER_BYTES);
+        h.insert(
+            "cookie",
+            HeaderValue::from_str(&big[..big.len() - 6]).unwrap(),
+        );
+        assert_eq!(header_limit_broken(&h), None);
+        h.insert("cookie", HeaderValue::from_str(&big).unwrap());
+        let message = header_limit_broken(&h).unwrap();
+        assert!(message.contains("at most 32768 are accepted"), "{message}");
     }
 
     #[test]

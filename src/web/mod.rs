@@ -14,7 +14,7 @@ pub mod serve;
 use assets::Assets;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -173,7 +173,17 @@ async fn body_limit(State(state): State<Arc<WebState>>, request: Request, next: 
     if declared.is_some_and(|len| len > state.upload_limit_bytes) {
         return ApiError::payload_too_large(state.upload_limit_bytes).into_response();
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    // A body without a length cut by `DefaultBodyLimit` while read: the
+    // extractor's plain text does not name the limit.
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return ApiError::payload_too_large(state.upload_limit_bytes).into_response();
+    }
+    response
 }
 
 /// Errors produced by the HTTP machinery itself (unknown method, a body cut by

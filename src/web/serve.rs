@@ -3,11 +3,14 @@
 //! and give in-flight requests a grace period before connections are dropped.
 
 use super::PeerAddr;
+use super::error::ApiError;
 use super::forwarded::TrustedProxies;
+use super::headers::{HEADERS, PARSER_MAX_HEADER_BYTES, PARSER_MAX_HEADERS, header_limit_broken};
 use super::prefixed::{Prefixed, read_up_to};
 use crate::tls::acme::Http01Tokens;
 use crate::turn::server::TurnServer;
 use axum::Router;
+use axum::response::IntoResponse;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -35,12 +38,66 @@ fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.timeout);
+        .header_read_timeout(limits.timeout)
+        .max_headers(PARSER_MAX_HEADERS)
+        .max_buf_size(PARSER_MAX_HEADER_BYTES);
     b.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.timeout / 2)
-        .keep_alive_timeout(limits.timeout / 2);
+        .keep_alive_timeout(limits.timeout / 2)
+        .max_header_list_size(PARSER_MAX_HEADER_BYTES as u32);
     b
+}
+
+/// File descriptors kept free of connections, for the database, objects,
+/// logs and the TURN relay's sockets.
+const FD_RESERVE: u64 = 256;
+
+/// Raises the soft limit on open files to the hard one (thousands of
+/// connections each take one) and returns how many connections may be open
+/// at once on every listener together.
+pub fn connection_cap() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let open_files = limit.rlim_cur.min(1 << 20);
+    usize::try_from(open_files.saturating_sub(FD_RESERVE).max(64)).unwrap_or(64)
+}
+
+/// Buffers of 1 MiB and more (decoded images, request bodies) are mapped
+/// for themselves and unmapped when freed. glibc's default raises that
+/// threshold to 32 MiB after the first large free, after which each thread's
+/// arena keeps the pages of the largest image it ever decoded: a few
+/// concurrent bomb uploads then held hundreds of MB for good.
+fn return_large_buffers_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; a fixed value also
+    // turns the dynamic threshold off.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// The open connections of all listeners, against [`connection_cap`].
+fn open_connections() -> &'static Arc<tokio::sync::Semaphore> {
+    static OPEN: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    OPEN.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(connection_cap())))
 }
 
 /// Accepts connections until `shutdown` resolves and hands each to `serve`
@@ -55,7 +112,10 @@ async fn accept_loop<F, Fut>(
     F: FnMut(TcpStream, SocketAddr, Watcher) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    return_large_buffers_to_the_system();
     let graceful = GracefulShutdown::new();
+    let open = open_connections().clone();
+    let mut refused_since_warning = 0u64;
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -71,8 +131,26 @@ async fn accept_loop<F, Fut>(
             },
             () = &mut shutdown => break,
         };
+        // At the cap a new connection is closed at once: the descriptors
+        // left stay for the database and the connections being served,
+        // and the accept loop never spins on "too many open files".
+        let Ok(slot) = open.clone().try_acquire_owned() else {
+            refused_since_warning += 1;
+            if refused_since_warning.is_power_of_two() {
+                tracing::warn!(
+                    "{refused_since_warning} connections refused: all {} connection slots are open",
+                    connection_cap()
+                );
+            }
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(serve(tcp, peer, graceful.watcher()));
+        let served = serve(tcp, peer, graceful.watcher());
+        tokio::spawn(async move {
+            served.await;
+            drop(slot);
+        });
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -196,6 +274,15 @@ async fn handle(
     proxies: &TrustedProxies,
     scheme: &'static str,
 ) -> axum::response::Response {
+    if let Some(message) = header_limit_broken(request.headers()) {
+        let mut response = ApiError::new("headers_too_large", message).into_response();
+        for (name, value) in HEADERS {
+            response
+                .headers_mut()
+                .insert(*name, header::HeaderValue::from_static(value));
+        }
+        return response;
+    }
     let (client, scheme) = proxies.client(peer, request.headers(), scheme);
     request.extensions_mut().insert(PeerAddr(client));
     request.extensions_mut().insert(scheme);

@@ -10,6 +10,7 @@ mod documents;
 mod evidence;
 mod fuzz_corpus;
 mod harness;
+mod hostile;
 mod hub;
 mod ice;
 mod identity;

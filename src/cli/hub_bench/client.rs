@@ -33,6 +33,11 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> anyhow::Result<Server> {
+        Self::start_from(&std::env::current_exe()?, &[])
+    }
+
+    /// `exe serve` with `vars` added to the environment.
+    pub fn start_from(exe: &std::path::Path, vars: &[(&str, &str)]) -> anyhow::Result<Server> {
         let data_dir = std::env::temp_dir().join(format!(
             "invigil-bench-hub-{}-{}",
             std::process::id(),
@@ -42,7 +47,7 @@ impl Server {
         // Upper and lower case, a digit and a space, whatever the token holds.
         let password = format!("Bench 9a {}", crate::auth::random_token(12));
         let log = std::fs::File::create(data_dir.join("server.log"))?;
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(exe)
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -53,6 +58,7 @@ impl Server {
             .env("TURN_PORT", "0")
             .env("MANAGER_PASSWORD", &password)
             .env("RUST_LOG", "warn")
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -309,3 +309,37 @@ async fn incomplete_uploads_expire_and_complete_ones_stay() {
     );
     protocol::verify(f.store.as_ref(), &s.scope()).unwrap();
 }
+
+#[test]
+fn a_deferred_length_is_set_once_between_the_offset_and_the_maximum() {
+    assert_eq!(settle_length(None, 10, None).unwrap(), None);
+    assert_eq!(settle_length(None, 10, Some(10)).unwrap(), Some(10));
+    assert_eq!(settle_length(Some(20), 10, Some(20)).unwrap(), Some(20));
+    assert_eq!(settle_length(Some(20), 10, None).unwrap(), Some(20));
+    assert!(matches!(
+        settle_length(Some(20), 10, Some(21)),
+        Err(UploadError::Domain(_))
+    ));
+    assert!(matches!(
+        settle_length(None, 10, Some(9)),
+        Err(UploadError::TooLong(_))
+    ));
+    assert!(matches!(
+        settle_length(None, 0, Some(MAX_LENGTH + 1)),
+        Err(UploadError::TooLong(_))
+    ));
+}
+
+#[test]
+fn a_chunk_stops_at_the_chunk_limit_and_at_the_upload_length() {
+    assert!(check_chunk_size(100, 100, 100, Some(100), 0).is_ok());
+    assert!(matches!(
+        check_chunk_size(101, 100, u64::MAX, None, 0),
+        Err(UploadError::ChunkTooLarge { limit: 100 })
+    ));
+    let e = check_chunk_size(6, 100, 5, Some(15), 10).unwrap_err();
+    assert!(
+        e.to_string().contains("length 15 (offset 10, 6 bytes"),
+        "{e}"
+    );
+}

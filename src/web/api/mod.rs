@@ -14,7 +14,7 @@ pub mod instance;
 mod manager;
 pub mod openapi;
 mod sessions;
-mod uploads;
+pub(crate) mod uploads;
 mod ws;
 
 use super::error::ApiError;

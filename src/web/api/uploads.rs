@@ -188,6 +188,67 @@ fn parse_checksum(h: &HeaderMap) -> Result<Option<[u8; 32]>, ApiError> {
         .ok_or_else(|| invalid("Upload-Checksum", "the value is not base64 of 32 bytes"))
 }
 
+/// The length (`None` when deferred) and metadata of a creation request.
+pub(crate) fn creation_headers(
+    headers: &HeaderMap,
+) -> Result<(Option<u64>, BTreeMap<String, String>), ApiError> {
+    let length = number(headers, "upload-length")?;
+    let deferred = header_str(headers, "upload-defer-length");
+    match (length, deferred) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "Upload-Length",
+                "give Upload-Length or Upload-Defer-Length, not both",
+            ));
+        }
+        (None, Some("1")) | (Some(_), None) => {}
+        (None, Some(v)) => {
+            return Err(invalid("Upload-Defer-Length", format!("{v:?} must be 1")));
+        }
+        (None, None) => {
+            return Err(invalid(
+                "Upload-Length",
+                "required (or Upload-Defer-Length: 1)",
+            ));
+        }
+    }
+    if number(headers, "content-length")?.unwrap_or(0) > 0 {
+        return Err(invalid(
+            "Content-Length",
+            "creation takes no data; send the chunks with PATCH",
+        ));
+    }
+    let metadata = match header_str(headers, "upload-metadata") {
+        Some(v) => parse_metadata(v)?,
+        None => BTreeMap::new(),
+    };
+    Ok((length, metadata))
+}
+
+/// What a chunk request (PATCH) says about its chunk.
+pub(crate) struct ChunkHeaders {
+    pub offset: u64,
+    /// A deferred length declared with this chunk.
+    pub length: Option<u64>,
+    pub checksum: Option<[u8; 32]>,
+}
+
+pub(crate) fn chunk_headers(headers: &HeaderMap) -> Result<ChunkHeaders, ApiError> {
+    if header_str(headers, "content-type") != Some(OFFSET_STREAM) {
+        return Err(ApiError::new(
+            "unsupported_media_type",
+            format!("a chunk is sent as Content-Type: {OFFSET_STREAM}"),
+        ));
+    }
+    let offset =
+        number(headers, "upload-offset")?.ok_or_else(|| invalid("Upload-Offset", "required"))?;
+    Ok(ChunkHeaders {
+        offset,
+        length: number(headers, "upload-length")?,
+        checksum: parse_checksum(headers)?,
+    })
+}
+
 fn http_date(secs: u64) -> HeaderValue {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
     HeaderValue::from_str(&httpdate::fmt_http_date(t)).unwrap_or(HeaderValue::from_static(""))
@@ -235,36 +296,7 @@ async fn create(
     }
     let result = async {
         let s = student_session(&state, &ctx, &id)?;
-        let length = number(&headers, "upload-length")?;
-        let deferred = header_str(&headers, "upload-defer-length");
-        match (length, deferred) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "Upload-Length",
-                    "give Upload-Length or Upload-Defer-Length, not both",
-                ));
-            }
-            (None, Some("1")) | (Some(_), None) => {}
-            (None, Some(v)) => {
-                return Err(invalid("Upload-Defer-Length", format!("{v:?} must be 1")));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "Upload-Length",
-                    "required (or Upload-Defer-Length: 1)",
-                ));
-            }
-        }
-        if number(&headers, "content-length")?.unwrap_or(0) > 0 {
-            return Err(invalid(
-                "Content-Length",
-                "creation takes no data; send the chunks with PATCH",
-            ));
-        }
-        let metadata = match header_str(&headers, "upload-metadata") {
-            Some(v) => parse_metadata(v)?,
-            None => BTreeMap::new(),
-        };
+        let (length, metadata) = creation_headers(&headers)?;
         let by = ctx.who()?.actor();
         let new = NewUpload { length, metadata };
         Ok::<_, ApiError>(state.uploads.create(&s, &by, new, now_secs()).await?)
@@ -330,16 +362,11 @@ async fn append(
         return r;
     }
     let checked = async {
-        if header_str(&headers, "content-type") != Some(OFFSET_STREAM) {
-            return Err(ApiError::new(
-                "unsupported_media_type",
-                format!("a chunk is sent as Content-Type: {OFFSET_STREAM}"),
-            ));
-        }
-        let offset = number(&headers, "upload-offset")?
-            .ok_or_else(|| invalid("Upload-Offset", "required"))?;
-        let length = number(&headers, "upload-length")?;
-        let checksum = parse_checksum(&headers)?;
+        let ChunkHeaders {
+            offset,
+            length,
+            checksum,
+        } = chunk_headers(&headers)?;
         let s = student_session(&state, &ctx, &id)?;
         Ok::<_, ApiError>((offset, length, checksum, s, ctx.who()?.actor()))
     }
