@@ -338,7 +338,8 @@ async fn a_recognizer_serves_nothing_but_recognize_and_ping() {
     let r = client
         .post(format!("{base}/recognize"))
         .header("content-type", "image/jpeg")
-        .body(data("portrait.jpg"))
+        // Refused before the body is read (see below): a small body.
+        .body(vec![0xff, 0xd8])
         .send()
         .await
         .expect("send");
@@ -347,7 +348,9 @@ async fn a_recognizer_serves_nothing_but_recognize_and_ping() {
         .post(format!("{base}/recognize?range=sideways"))
         .header("content-type", "image/jpeg")
         .bearer_auth(KEY)
-        .body(data("portrait.jpg"))
+        // The query is refused before the body is read, and the server may
+        // close the connection at once: a small body arrives whole first.
+        .body(vec![0xff, 0xd8])
         .send()
         .await
         .expect("send");
