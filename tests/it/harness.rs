@@ -18,7 +18,15 @@ pub struct Daemon {
 }
 
 /// Variables every test daemon gets: loopback only, any free ports, quiet.
+/// The recognition engine is fixed for the whole test process: ONNX Runtime
+/// from `ORT_DYLIB_PATH` when `tests/run` provides it, else tract — never
+/// the packaged library, which the package test installs and removes while
+/// other tests run (and a process loads ONNX Runtime from one path only).
 fn base_vars(data_dir: &Path) -> Vec<(String, String)> {
+    let engine = match std::env::var("ORT_DYLIB_PATH") {
+        Ok(path) if !path.is_empty() => ("ORT_DYLIB_PATH", path),
+        _ => ("RECOGNIZER_BACKEND", "tract".to_string()),
+    };
     [
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
@@ -28,6 +36,7 @@ fn base_vars(data_dir: &Path) -> Vec<(String, String)> {
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([(engine.0.to_string(), engine.1)])
     .collect()
 }
 

@@ -199,18 +199,10 @@ async fn the_face_photo_is_checked_and_compared_with_the_profile_photo() {
     e.d.stop().await;
 }
 
-/// On ONNX Runtime when `tests/run` provides it: reading a document (OCR)
-/// on tract in a test build takes tens of seconds.
-async fn exam_reading_documents() -> crate::uploads::Exam {
-    match std::env::var("ORT_DYLIB_PATH") {
-        Ok(p) => exam(&[("ORT_DYLIB_PATH", p.as_str())]).await,
-        Err(_) => exam(&[]).await,
-    }
-}
-
 #[tokio::test]
 async fn the_document_and_liveness_compare_with_the_face_photo() {
-    let e = exam_reading_documents().await;
+    // Reads documents: on ONNX Runtime when tests/run provides it (see harness).
+    let e = exam(&[]).await;
     let doc = identity(&e.id, "/document");
     // Nothing to compare with before the face photo.
     let (s, a) = post_image(&e, &e.ann, &doc, png(&document(&orl(1, 3)))).await;
