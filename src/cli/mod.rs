@@ -596,6 +596,16 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(env_file: Option<PathBuf>) -> ExitCode {
+    on_runtime(env_file, "invigil", run)
+}
+
+/// Loads the configuration, starts logging and a runtime of THREADS workers
+/// named `name`, and runs `body` on it: how the long-running modes start.
+pub(super) fn on_runtime<F, Fut>(env_file: Option<PathBuf>, name: &str, body: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
     let loaded = match load(env_file) {
         Ok(l) => l,
         Err(code) => return code,
@@ -606,7 +616,7 @@ fn serve(env_file: Option<PathBuf>) -> ExitCode {
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(loaded.config.threads)
-        .thread_name("invigil")
+        .thread_name(name)
         .enable_all()
         .build()
     {
@@ -616,7 +626,7 @@ fn serve(env_file: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(loaded.config))
+    runtime.block_on(body(loaded.config))
 }
 
 async fn run(config: Config) -> ExitCode {

@@ -3,33 +3,13 @@
 //! (API_KEY required) and `GET /ping` on HOST:PORT and nothing else; no
 //! database, no accounts, no live hub.
 
-use super::{EXIT_BAD_CONFIG, Signals, init_logging, load};
+use super::{EXIT_BAD_CONFIG, Signals, on_runtime};
 use crate::app;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub fn run(env_file: Option<PathBuf>) -> ExitCode {
-    let loaded = match load(env_file) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    init_logging(loaded.config.log_format);
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(loaded.config.threads)
-        .thread_name("invigil-recognizer")
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("invigil: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(serve(loaded.config))
+    on_runtime(env_file, "invigil-recognizer", serve)
 }
 
 async fn serve(config: crate::config::Config) -> ExitCode {
