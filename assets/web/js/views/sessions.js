@@ -266,7 +266,7 @@ function chatItem(author, text, time) {
 function entryItem(e, player) {
   const detail = e.kind === 'chat' ? e.data.text : JSON.stringify(e.data);
   const play = h('button', { type: 'button', class: 'link', onclick: () => playAt(player, e.time) }, t('play'));
-  return h('li', { class: `entry ${e.kind}` }, h('time', {}, when(e.time)), ' ', play, ` ${e.kind} · ${e.author}: `, detail);
+  return h('li', { class: `entry ${e.kind}`, 'data-time': e.time }, h('time', {}, when(e.time)), ' ', play, ` ${e.kind} · ${e.author}: `, detail);
 }
 
 /** Plays the webcam recording (else the screen's) from the moment `time`. */
