@@ -615,53 +615,70 @@ fn endless(bytes: Vec<u8>) -> Body {
 /// (declared and streamed).
 pub async fn limits(t: &Target) -> anyhow::Result<Limits> {
     let mut answers = Vec::new();
-    let mut ask =
-        async |what: &'static str, method: Method, headers: Vec<(String, String)>, body: Body| {
-            let a = t
+    // A refusal may come while the client still writes the body; the server
+    // then closes, and the write can fail before the answer is read. Such a
+    // request is sent again (a few times) until its answer is read.
+    let mut ask = async |what: &'static str,
+                         method: Method,
+                         headers: Vec<(String, String)>,
+                         body: fn() -> Body| {
+        let mut tries = 0;
+        let a = loop {
+            tries += 1;
+            match t
                 .wire
-                .request(method, "/api/v1/auth/login", &headers, body)
-                .await?;
-            answers.push(Refusal {
-                what,
-                status: a.status,
-                message: message(&a.json),
-            });
-            anyhow::Ok(())
+                .request(method.clone(), "/api/v1/auth/login", &headers, body())
+                .await
+            {
+                Ok(a) => break a,
+                Err(e) if tries < 5 => tracing::debug!("{what}: {e:#}; sending again"),
+                Err(e) => return Err(e),
+            }
         };
+        answers.push(Refusal {
+            what,
+            status: a.status,
+            message: message(&a.json),
+        });
+        anyhow::Ok(())
+    };
     let many = (0..150)
         .map(|i| (format!("x-many-{i}"), "1".to_string()))
         .collect();
-    ask("150 header fields", Method::GET, many, full(Bytes::new())).await?;
+    let empty: fn() -> Body = || full(Bytes::new());
+    ask("150 header fields", Method::GET, many, empty).await?;
     let large = vec![("cookie".to_string(), "a".repeat(40 * 1024))];
-    ask("a 40 KiB header", Method::GET, large, full(Bytes::new())).await?;
+    ask("a 40 KiB header", Method::GET, large, empty).await?;
     let huge = vec![("cookie".to_string(), "a".repeat(300 * 1024))];
     ask(
         "a 300 KiB header (hyper's own limit)",
         Method::GET,
         huge,
-        full(Bytes::new()),
+        empty,
     )
     .await?;
     let declared = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("content-length".to_string(), (64u64 << 20).to_string()),
     ];
-    ask(
-        "a body declaring 64 MiB",
-        Method::POST,
-        declared,
-        endless(b"{".to_vec()),
-    )
+    ask("a body declaring 64 MiB", Method::POST, declared, || {
+        endless(b"{".to_vec())
+    })
     .await?;
     let chunked = vec![("content-type".to_string(), "application/json".to_string())];
-    let stream = futures::stream::iter((0..64).map(|_| {
-        Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(vec![b' '; 64 * 1024])))
-    }));
     ask(
         "a 4 MiB body without a length",
         Method::POST,
         chunked,
-        BodyExt::boxed(http_body_util::StreamBody::new(stream)),
+        || {
+            let stream = futures::stream::iter((0..64).map(|_| {
+                Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(vec![
+                    b' ';
+                    64 * 1024
+                ])))
+            }));
+            BodyExt::boxed(http_body_util::StreamBody::new(stream))
+        },
     )
     .await?;
     Ok(Limits { answers })
