@@ -344,9 +344,7 @@ pub fn record_face(
 ) -> Result<Session, ProctoringError> {
     store.write(|tx| {
         let mut s = reload(tx, s)?;
-        let mut checks = checks_in(tx, &s.host_id, &s.id)?;
-        checks.face = Some(check.clone());
-        tx.put_json(catalog::IDENTITY, &key("r", &s.host_id, &s.id), &checks)?;
+        update_checks(tx, &s, |c| c.face = Some(check.clone()))?;
         tx.put(
             catalog::IDENTITY,
             &key("e", &s.host_id, &s.id),
@@ -393,6 +391,17 @@ pub fn record_refused(
     })
 }
 
+/// Changes the session's checks record inside `tx`.
+fn update_checks(
+    tx: &mut dyn crate::store::WriteTx,
+    s: &Session,
+    change: impl FnOnce(&mut Checks),
+) -> Result<(), StoreError> {
+    let mut checks = checks_in(tx, &s.host_id, &s.id)?;
+    change(&mut checks);
+    tx.put_json(catalog::IDENTITY, &key("r", &s.host_id, &s.id), &checks)
+}
+
 /// Records the document check with its photo.
 pub fn record_document(
     store: &dyn Store,
@@ -402,9 +411,7 @@ pub fn record_document(
 ) -> Result<(), ProctoringError> {
     store.write(|tx| {
         let s = reload(tx, s)?;
-        let mut checks = checks_in(tx, &s.host_id, &s.id)?;
-        checks.document = Some(check.clone());
-        tx.put_json(catalog::IDENTITY, &key("r", &s.host_id, &s.id), &checks)?;
+        update_checks(tx, &s, |c| c.document = Some(check.clone()))?;
         let data = serde_json::json!({
             "check": "document",
             "accepted": true,
@@ -433,9 +440,7 @@ pub fn record_liveness(
 ) -> Result<(), ProctoringError> {
     store.write(|tx| {
         let s = reload(tx, s)?;
-        let mut checks = checks_in(tx, &s.host_id, &s.id)?;
-        checks.liveness = Some(check.clone());
-        tx.put_json(catalog::IDENTITY, &key("r", &s.host_id, &s.id), &checks)?;
+        update_checks(tx, &s, |c| c.liveness = Some(check.clone()))?;
         let data = serde_json::json!({
             "check": "liveness",
             "live": check.live,
