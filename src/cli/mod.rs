@@ -3,6 +3,7 @@
 
 mod backup;
 mod banner;
+mod bench;
 mod bench_append;
 pub mod bench_hostile;
 mod bench_recognize;
@@ -17,6 +18,7 @@ mod recognizer;
 
 use crate::config::{Config, Loaded, LogFormat};
 use crate::{VERSION, app};
+use bench::Bench;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -147,104 +149,6 @@ enum BackupCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum Bench {
-    /// coturn's turnserver and invigil's relay under the same
-    /// turnutils_uclient load, on loopback.
-    Turn {
-        /// Message sizes in bytes.
-        #[arg(long, value_delimiter = ',', default_value = "100,1200")]
-        sizes: Vec<usize>,
-        /// Concurrent clients.
-        #[arg(long, value_delimiter = ',', default_value = "10,50")]
-        clients: Vec<usize>,
-        /// Messages per client.
-        #[arg(long, default_value_t = 500)]
-        messages: usize,
-        /// Milliseconds between a client's messages.
-        #[arg(long, default_value_t = 1)]
-        gap_ms: u32,
-        /// `udp`, `tcp` or both.
-        #[arg(long, value_delimiter = ',', default_value = "udp,tcp")]
-        transports: Vec<String>,
-    },
-    /// The live hub over TLS WebSockets: students sending samples and chat,
-    /// proctors watching walls; messages/s, fan-out latency, server RSS.
-    Hub {
-        /// Students, each in their own started session.
-        #[arg(long, default_value_t = 300)]
-        students: usize,
-        /// Sessions on one proctor's wall (1 to 30); proctors = students ÷ wall.
-        #[arg(long, default_value_t = 30)]
-        wall: usize,
-        /// Seconds of load after everyone joined.
-        #[arg(long, default_value_t = 20)]
-        secs: u64,
-        /// A student chats on average every this many seconds.
-        #[arg(long, default_value_t = 20)]
-        chat_every: u64,
-    },
-    /// Recording ingest over TLS with durable acknowledgements against
-    /// `dd oflag=dsync` writing the same bytes to the same disk.
-    Ingest {
-        /// Megabytes per run.
-        #[arg(long, default_value_t = 64)]
-        mb: u64,
-        /// Chunk (and dd block) size in KiB.
-        #[arg(long, default_value_t = 1024)]
-        chunk_kb: u64,
-        /// Concurrent uploads (and dd processes).
-        #[arg(long, value_delimiter = ',', default_value = "1,4")]
-        parallel: Vec<usize>,
-        /// Directory on the disk to measure (default: the current one).
-        #[arg(long, default_value = ".")]
-        dir: PathBuf,
-    },
-    /// Detect + align + embed per 640×480 frame built from the given photos
-    /// and per full photo, on tract and ONNX Runtime, against dlib's
-    /// face_recognition (installed into a cached venv on first use).
-    Recognize {
-        #[arg(required = true, value_name = "FILE")]
-        files: Vec<PathBuf>,
-        /// Frames to time.
-        #[arg(long, default_value_t = 200)]
-        frames: usize,
-        /// Worker threads for the throughput run (default: THREADS or the CPUs).
-        #[arg(long, env = "THREADS")]
-        threads: Option<usize>,
-        /// Labelled faces, one folder per person, for ROC AUC on every pair.
-        #[arg(long, value_name = "DIR")]
-        labelled: Option<PathBuf>,
-        /// The peer's virtual environment (default ~/.cache/invigil/bench-venv).
-        #[arg(long, value_name = "DIR")]
-        venv: Option<PathBuf>,
-        /// Only invigil's engines, without dlib.
-        #[arg(long)]
-        no_dlib: bool,
-    },
-    /// Hostile clients against `invigil serve`: slowloris sockets, pixel
-    /// and decompression bombs, a WebSocket flood, oversized headers and
-    /// bodies; prints what the server held.
-    Hostile {
-        /// Slowloris sockets held open at once.
-        #[arg(long, default_value_t = 2000)]
-        sockets: usize,
-        /// Seconds the slowloris sockets are held once all are open.
-        #[arg(long, default_value_t = 20)]
-        hold_secs: u64,
-        /// Seconds of WebSocket flood.
-        #[arg(long, default_value_t = 10)]
-        flood_secs: u64,
-    },
-    /// Durable protocol appends per second, invigil (redb) against
-    /// PostgreSQL (one INSERT per entry, synchronous_commit=on).
-    Append {
-        /// Entries to append on each side.
-        #[arg(long, default_value_t = 2000)]
-        entries: usize,
-    },
-}
-
-#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the audit chains offline from DATA_DIR (the server must be
     /// stopped); exits 1 naming the first bad entry.
@@ -277,40 +181,7 @@ pub fn main() -> ExitCode {
         Command::Serve => serve(cli.env_file),
         Command::Recognizer => recognizer::run(cli.env_file),
         Command::TurnCheck { uri } => turn_check(cli.env_file, uri),
-        Command::Bench {
-            what:
-                Bench::Turn {
-                    sizes,
-                    clients,
-                    messages,
-                    gap_ms,
-                    transports,
-                },
-        } => {
-            let mut ts = Vec::new();
-            for t in transports {
-                match t.as_str() {
-                    "udp" => ts.push(crate::turn::bench::Transport::Udp),
-                    "tcp" => ts.push(crate::turn::bench::Transport::Tcp),
-                    other => {
-                        eprintln!("invigil: unknown transport {other:?} (udp or tcp)");
-                        return ExitCode::from(EXIT_BAD_CONFIG);
-                    }
-                }
-            }
-            let options = crate::turn::bench::Options {
-                sizes,
-                clients,
-                messages,
-                gap_ms,
-                transports: ts,
-            };
-            block_on(async move {
-                crate::turn::bench::run(&options, &mut std::io::stdout())
-                    .await
-                    .map(|_| ())
-            })
-        }
+        Command::Bench { what } => bench::run(what),
         Command::Audit {
             command: AuditCommand::Verify { host },
         } => audit_verify(cli.env_file, host),
@@ -321,69 +192,6 @@ pub fn main() -> ExitCode {
             ..
         } => recognize::run_document(&document, face.as_deref(), json),
         Command::Recognize { files, json, .. } => recognize::run(&files, json),
-        Command::Bench {
-            what:
-                Bench::Recognize {
-                    files,
-                    frames,
-                    threads,
-                    labelled,
-                    venv,
-                    no_dlib,
-                },
-        } => {
-            let options = bench_recognize::Options {
-                photos: files,
-                iterations: frames,
-                threads: threads.unwrap_or_else(cpus),
-                labelled,
-                venv: (!no_dlib).then(|| venv.unwrap_or_else(bench_recognize::default_venv)),
-            };
-            match bench_recognize::run(&options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("invigil: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Bench {
-            what:
-                Bench::Hub {
-                    students,
-                    wall,
-                    secs,
-                    chat_every,
-                },
-        } => {
-            let options = hub_bench::Options {
-                students,
-                wall,
-                secs,
-                chat_every,
-            };
-            match hub_bench::run(&options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("invigil: bench hub: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Bench {
-            what:
-                Bench::Ingest {
-                    mb,
-                    chunk_kb,
-                    parallel,
-                    dir,
-                },
-        } => ingest::run(ingest::Options {
-            mb,
-            chunk_kb,
-            parallel,
-            dir,
-        }),
         Command::Ca(command) => ca::ca(cli.env_file, command),
         Command::Backup {
             command: Some(BackupCommand::Verify { from, stamp }),
@@ -423,27 +231,6 @@ pub fn main() -> ExitCode {
             show_key,
         } => evidence::export(cli.env_file, session, out, show_key),
         Command::VerifyBundle { file, key } => evidence::verify_bundle(&file, key.as_deref()),
-        Command::Bench {
-            what:
-                Bench::Hostile {
-                    sockets,
-                    hold_secs,
-                    flood_secs,
-                },
-        } => match bench_hostile::run(&bench_hostile::Options {
-            sockets,
-            hold_secs,
-            flood_secs,
-        }) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("invigil: bench hostile: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Bench {
-            what: Bench::Append { entries },
-        } => bench_append::run(entries),
     }
 }
 
