@@ -2,12 +2,13 @@
 //! and prints the figures and ratios the README's performance table shows.
 
 use super::{
-    EXIT_BAD_CONFIG, bench_append, bench_hostile, bench_recognize, block_on, cpus, hub_bench,
-    ingest,
+    EXIT_BAD_CONFIG, bench_append, bench_crash, bench_hostile, bench_load, bench_recognize,
+    block_on, cpus, hub_bench, ingest,
 };
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum Bench {
@@ -98,6 +99,36 @@ pub(super) enum Bench {
         #[arg(long, default_value_t = 10)]
         flood_secs: u64,
     },
+    /// An exam day on one box: students arriving as at 09:00 sign in by
+    /// JWT link, send samples, chat, snapshots and a recording over tus;
+    /// proctors watch walls; latency per operation, errors, and a check
+    /// that everything acknowledged is there.
+    Load {
+        #[command(flatten)]
+        students: Students,
+        /// Seconds over which the students arrive.
+        #[arg(long, default_value_t = 60)]
+        ramp_secs: u64,
+        /// Seconds of exam after the last arrival.
+        #[arg(long, default_value_t = 120)]
+        secs: u64,
+        /// Sessions on one proctor's wall (0 to 30; 0: no proctors).
+        #[arg(long, default_value_t = 30)]
+        wall: usize,
+    },
+    /// The same students while the server is killed with SIGKILL at random
+    /// moments and restarted; then every acknowledgement and every evidence
+    /// chain is checked.
+    Crash {
+        #[command(flatten)]
+        students: Students,
+        /// Kills.
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
+        /// Least and most milliseconds of running between two kills.
+        #[arg(long, value_delimiter = ',', default_value = "500,3000")]
+        between_ms: Vec<u64>,
+    },
     /// Durable protocol appends per second, invigil (redb) against
     /// PostgreSQL (one INSERT per entry, synchronous_commit=on).
     Append {
@@ -105,6 +136,58 @@ pub(super) enum Bench {
         #[arg(long, default_value_t = 2000)]
         entries: usize,
     },
+}
+
+/// What each simulated student sends.
+#[derive(Debug, clap::Args)]
+pub(super) struct Students {
+    /// Simulated students, each in their own session (default: 1000 for
+    /// `load`, 50 for `crash`).
+    #[arg(long)]
+    students: Option<usize>,
+    /// Seconds between a student's metric samples (the template's period).
+    #[arg(long, default_value_t = 10)]
+    period: u64,
+    /// Seconds between a student's snapshots (a 640×480 JPEG of 20–50 KB).
+    #[arg(long, default_value_t = 5)]
+    snapshot_every: u64,
+    /// Seconds of recording per chunk.
+    #[arg(long, default_value_t = 5)]
+    chunk_every: u64,
+    /// Recording bit rate per student, kbit/s.
+    #[arg(long, default_value_t = 320)]
+    kbit: u64,
+    /// A student chats on average once in this many samples.
+    #[arg(long, default_value_t = 6)]
+    chat_every: u64,
+}
+
+impl Students {
+    fn plan(&self, students: usize, wall: usize, ramp_secs: u64, secs: u64) -> bench_load::Plan {
+        bench_load::Plan {
+            students: self.students.unwrap_or(students),
+            wall,
+            ramp: Duration::from_secs(ramp_secs),
+            hold: Duration::from_secs(secs),
+            period: Duration::from_secs(self.period),
+            snapshot_every: Duration::from_secs(self.snapshot_every),
+            chunk_every: Duration::from_secs(self.chunk_every),
+            bytes_per_sec: self.kbit * 1000 / 8,
+            chat_every: self.chat_every,
+        }
+    }
+}
+
+/// 0 when the benchmark reached its goal, 1 when it did not or failed.
+fn verdict(what: &str, result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("invigil: bench {what}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub(super) fn run(what: Bench) -> ExitCode {
@@ -210,5 +293,34 @@ pub(super) fn run(what: Bench) -> ExitCode {
             }
         },
         Bench::Append { entries } => bench_append::run(entries),
+        Bench::Load {
+            students,
+            ramp_secs,
+            secs,
+            wall,
+        } => verdict(
+            "load",
+            bench_load::run(&students.plan(1000, wall, ramp_secs, secs)),
+        ),
+        Bench::Crash {
+            students,
+            rounds,
+            between_ms,
+        } => {
+            let (lo, hi) = match between_ms[..] {
+                [lo, hi] if lo <= hi => (lo, hi),
+                _ => {
+                    eprintln!("invigil: --between-ms takes two numbers, least and most");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            let options = bench_crash::Options {
+                // The kills decide how long it runs; students arrive in 2 s.
+                plan: students.plan(50, 0, 2, 0),
+                rounds,
+                between: (Duration::from_millis(lo), Duration::from_millis(hi)),
+            };
+            verdict("crash", bench_crash::run(&options))
+        }
     }
 }

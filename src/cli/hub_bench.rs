@@ -29,34 +29,34 @@ pub struct Options {
 }
 
 /// Sample tags cycle through this many send times per session.
-const TAGS: usize = 100;
+pub(super) const TAGS: usize = 100;
 /// How long the end of a run waits for answers still owed.
 const DRAIN: Duration = Duration::from_secs(60);
 /// Parallel connections for the set-up calls.
 const SETUP_WORKERS: usize = 8;
 
 /// Send times (ns since the bench's epoch) per session and sample tag.
-struct Clock {
-    epoch: Instant,
-    sent: Vec<Vec<AtomicU64>>,
+pub(super) struct Clock {
+    pub epoch: Instant,
+    pub sent: Vec<Vec<AtomicU64>>,
 }
 
 impl Clock {
-    fn now(&self) -> u64 {
+    pub fn now(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
 }
 
 /// What the clients counted.
 #[derive(Default)]
-struct Tally {
-    frames_in_sent: AtomicU64,
-    frames_in_acked: AtomicU64,
+pub(super) struct Tally {
+    pub frames_in_sent: AtomicU64,
+    pub frames_in_acked: AtomicU64,
     errors: AtomicU64,
-    chat_sent: AtomicU64,
-    chat_seen: AtomicU64,
-    metrics_seen: AtomicU64,
-    frames_out: AtomicU64,
+    pub chat_sent: AtomicU64,
+    pub chat_seen: AtomicU64,
+    pub metrics_seen: AtomicU64,
+    pub frames_out: AtomicU64,
 }
 
 pub fn run(o: &Options) -> anyhow::Result<()> {
@@ -80,7 +80,7 @@ pub(super) struct Setup {
     pub proctors: Vec<String>,
 }
 
-fn link(secret: &str, username: &str, role: &str) -> anyhow::Result<String> {
+pub(super) fn link(secret: &str, username: &str, role: &str) -> anyhow::Result<String> {
     let now = crate::auth::now_secs();
     let claims = json!({ "username": username, "role": role, "iat": now, "exp": now + 3600 });
     Ok(jsonwebtoken::encode(
@@ -90,9 +90,28 @@ fn link(secret: &str, username: &str, role: &str) -> anyhow::Result<String> {
     )?)
 }
 
-/// Users by JWT link (no password hashing in the way), one session per
-/// student, started by the student.
-pub(super) async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyhow::Result<Setup> {
+/// An exam prepared by its manager: a template, a JWT signing secret for
+/// sign-in links, proctors signed in, one session per student (not started).
+pub(super) struct Exam {
+    pub manager: String,
+    pub secret: String,
+    /// Session ids; student `i` is `bench-s{i}`.
+    pub sessions: Vec<String>,
+    pub proctors: Vec<String>,
+}
+
+pub(super) fn student_name(i: usize) -> String {
+    format!("bench-s{i}")
+}
+
+/// Sets up an exam for `students` students on walls of `wall` sessions.
+pub(super) async fn prepare(
+    dialer: &Dialer,
+    password: &str,
+    students: usize,
+    wall: usize,
+    template: &Value,
+) -> anyhow::Result<Exam> {
     let mut http = dialer.http().await?;
     let login = json!({ "username": "manager", "password": password });
     let manager = http
@@ -101,9 +120,8 @@ pub(super) async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyho
         .cookie
         .ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
     let m = Some(manager.as_str());
-    let template = json!({ "id": "bench", "name": "bench", "weights": { "b1": 0.1, "b2": 0.5 } });
     let t = http
-        .expect(201, Method::POST, "/api/v1/templates", m, Some(&template))
+        .expect(201, Method::POST, "/api/v1/templates", m, Some(template))
         .await?;
     let host_id = t.body["host_id"].as_str().unwrap_or_default().to_string();
     let roles = json!({ "jwt_roles": ["proctor"] });
@@ -123,9 +141,8 @@ pub(super) async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyho
         .unwrap_or_default()
         .to_string();
 
-    let n_proctors = o.students.div_ceil(o.wall);
     let mut proctors = Vec::new();
-    for p in 0..n_proctors {
+    for p in 0..students.div_ceil(wall) {
         let token = json!({ "token": link(&secret, &format!("bench-p{p}"), "proctor")? });
         let a = http
             .expect(200, Method::POST, "/api/v1/auth/jwt", None, Some(&token))
@@ -133,22 +150,15 @@ pub(super) async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyho
         proctors.push(a.cookie.unwrap_or_default());
     }
 
+    let template_id = template["id"].as_str().unwrap_or_default().to_string();
     let mut workers = Vec::new();
     for w in 0..SETUP_WORKERS {
-        let (dialer, secret, manager) = (dialer.clone(), secret.clone(), manager.clone());
-        let (students, wall) = (o.students, o.wall);
+        let (dialer, manager, template_id) = (dialer.clone(), manager.clone(), template_id.clone());
         workers.push(tokio::spawn(async move {
             let mut http = dialer.http().await?;
             let mut made = Vec::new();
             for i in (w..students).step_by(SETUP_WORKERS) {
-                let name = format!("bench-s{i}");
-                let token = json!({ "token": link(&secret, &name, "student")? });
-                let student = http
-                    .expect(200, Method::POST, "/api/v1/auth/jwt", None, Some(&token))
-                    .await?
-                    .cookie
-                    .unwrap_or_default();
-                let new = json!({ "student": name, "template": "bench",
+                let new = json!({ "student": student_name(i), "template": template_id,
                                   "proctors": [format!("bench-p{}", i / wall)] });
                 let s = http
                     .expect(
@@ -159,11 +169,7 @@ pub(super) async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyho
                         Some(&new),
                     )
                     .await?;
-                let id = s.body["id"].as_str().unwrap_or_default().to_string();
-                let start = format!("/api/v1/sessions/{id}/start");
-                http.expect(200, Method::POST, &start, Some(&student), None)
-                    .await?;
-                made.push((i, id, student));
+                made.push((i, s.body["id"].as_str().unwrap_or_default().to_string()));
             }
             anyhow::Ok(made)
         }));
@@ -172,12 +178,50 @@ pub(super) async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyho
     for w in workers {
         all.extend(w.await??);
     }
-    all.sort_by_key(|(i, ..)| *i);
-    let (sessions, students) = all.into_iter().map(|(_, id, c)| (id, c)).unzip();
-    Ok(Setup {
-        sessions,
-        students,
+    all.sort_by_key(|(i, _)| *i);
+    Ok(Exam {
+        manager,
+        secret,
+        sessions: all.into_iter().map(|(_, id)| id).collect(),
         proctors,
+    })
+}
+
+/// The hub bench's exam: every student signed in by link and started.
+pub(super) async fn setup(o: &Options, dialer: &Dialer, password: &str) -> anyhow::Result<Setup> {
+    let template = json!({ "id": "bench", "name": "bench", "weights": { "b1": 0.1, "b2": 0.5 } });
+    let exam = prepare(dialer, password, o.students, o.wall, &template).await?;
+    let mut workers = Vec::new();
+    for w in 0..SETUP_WORKERS {
+        let (dialer, secret) = (dialer.clone(), exam.secret.clone());
+        let sessions = exam.sessions.clone();
+        workers.push(tokio::spawn(async move {
+            let mut http = dialer.http().await?;
+            let mut made = Vec::new();
+            for i in (w..sessions.len()).step_by(SETUP_WORKERS) {
+                let token = json!({ "token": link(&secret, &student_name(i), "student")? });
+                let student = http
+                    .expect(200, Method::POST, "/api/v1/auth/jwt", None, Some(&token))
+                    .await?
+                    .cookie
+                    .unwrap_or_default();
+                let start = format!("/api/v1/sessions/{}/start", sessions[i]);
+                http.expect(200, Method::POST, &start, Some(&student), None)
+                    .await?;
+                made.push((i, student));
+            }
+            anyhow::Ok(made)
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await??);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok(Setup {
+        sessions: exam.sessions,
+        students: all.into_iter().map(|(_, c)| c).collect(),
+        proctors: exam.proctors,
     })
 }
 
@@ -400,7 +444,7 @@ async fn take_exam(
 
 /// A proctor's wall: every live metrics and chat frame is matched to its
 /// send time. Returns the latencies in ns.
-async fn watch_wall(
+pub(super) async fn watch_wall(
     ws: Ws,
     index: Arc<HashMap<String, usize>>,
     clock: Arc<Clock>,

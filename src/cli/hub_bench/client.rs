@@ -29,6 +29,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub password: String,
+    exe: PathBuf,
+    vars: Vec<(String, String)>,
 }
 
 impl Server {
@@ -46,52 +48,44 @@ impl Server {
         std::fs::create_dir_all(&data_dir)?;
         // Upper and lower case, a digit and a space, whatever the token holds.
         let password = format!("Bench 9a {}", crate::auth::random_token(12));
-        let log = std::fs::File::create(data_dir.join("server.log"))?;
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATA_DIR", &data_dir)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("HTTP_PORT", "off")
-            .env("TURN_PORT", "0")
-            .env("MANAGER_PASSWORD", &password)
-            .env("RUST_LOG", "warn")
-            .envs(vars.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("starting invigil serve")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut addr = None;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line?;
-            let line = line.trim_start();
-            if let Some(rest) = line.strip_prefix("listening") {
-                addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
-            }
-            if line.starts_with("data") {
-                break;
-            }
-        }
-        let Some(addr) = addr else {
-            let _ = child.kill();
-            bail!(
-                "the server did not print its address; see {}",
-                data_dir.join("server.log").display()
-            );
-        };
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, addr) = spawn(exe, &data_dir, &password, 0, &vars)?;
         Ok(Server {
             child,
             addr,
             data_dir,
             password,
+            exe: exe.to_path_buf(),
+            vars,
         })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `kill -9`, then the same server again on the same data directory and
+    /// port; returns once it listens.
+    pub fn crash_and_restart(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        let (child, addr) = spawn(
+            &self.exe,
+            &self.data_dir,
+            &self.password,
+            self.addr.port(),
+            &self.vars,
+        )?;
+        anyhow::ensure!(
+            addr == self.addr,
+            "the server came back on {addr}, not {}",
+            self.addr
+        );
+        self.child = child;
+        Ok(())
     }
 
     /// Stops the server with SIGTERM and removes its data directory.
@@ -101,6 +95,59 @@ impl Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// Starts `exe serve` and reads its address from what it prints.
+fn spawn(
+    exe: &std::path::Path,
+    data_dir: &std::path::Path,
+    password: &str,
+    port: u16,
+    vars: &[(String, String)],
+) -> anyhow::Result<(Child, SocketAddr)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("server.log"))?;
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("HTTP_PORT", "off")
+        .env("TURN_PORT", "0")
+        .env("MANAGER_PASSWORD", password)
+        .env("RUST_LOG", "warn")
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("starting invigil serve")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let mut addr = None;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        let line = line.trim_start();
+        if let Some(rest) = line.strip_prefix("listening") {
+            addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+        }
+        if line.starts_with("data") {
+            break;
+        }
+    }
+    // The rest of what it prints is not needed, but must not block it.
+    std::thread::spawn(move || lines.for_each(drop));
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        bail!(
+            "the server did not print its address; see {}",
+            data_dir.join("server.log").display()
+        );
+    };
+    Ok((child, addr))
 }
 
 /// Resident and peak memory (bytes) and CPU seconds of a process, from /proc.
@@ -202,14 +249,23 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// A raw answer: status, headers, body bytes.
+pub struct RawAnswer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
 impl Http {
-    pub async fn call(
+    /// Any request: extra headers and a body of bytes (tus chunks).
+    pub async fn raw(
         &mut self,
         method: http::Method,
         path: &str,
         cookie: Option<&str>,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Answer> {
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> anyhow::Result<RawAnswer> {
         let mut req = http::Request::builder()
             .method(method)
             .uri(path)
@@ -218,31 +274,46 @@ impl Http {
         if let Some(c) = cookie {
             req = req.header("cookie", format!("__Host-invigil={c}"));
         }
-        let payload = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(b.to_string())
-            }
-            None => Bytes::new(),
-        };
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
         self.send.ready().await?;
-        let response = self
-            .send
-            .send_request(req.body(Full::new(payload))?)
-            .await?;
+        let response = self.send.send_request(req.body(Full::new(body))?).await?;
         let status = response.status().as_u16();
-        let cookie = response
-            .headers()
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(RawAnswer {
+            status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub async fn call(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Answer> {
+        let (headers, payload) = match body {
+            Some(b) => (
+                vec![("content-type", "application/json".to_string())],
+                Bytes::from(b.to_string()),
+            ),
+            None => (Vec::new(), Bytes::new()),
+        };
+        let a = self.raw(method, path, cookie, &headers, payload).await?;
+        let cookie = a
+            .headers
             .get("set-cookie")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("__Host-invigil="))
             .map(|v| v.split(';').next().unwrap_or_default().to_string());
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok(Answer {
-            status,
+            status: a.status,
             cookie,
-            body,
+            body: serde_json::from_slice(&a.body).unwrap_or(Value::Null),
         })
     }
 
