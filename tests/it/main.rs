@@ -16,6 +16,7 @@ mod ice;
 mod identity;
 mod instance;
 mod isolation;
+mod load;
 mod notify;
 mod objects;
 mod openapi;
