@@ -2,8 +2,8 @@
 //! and prints the figures and ratios the README's performance table shows.
 
 use super::{
-    EXIT_BAD_CONFIG, bench_append, bench_hostile, bench_recognize, block_on, cpus, hub_bench,
-    ingest,
+    EXIT_BAD_CONFIG, bench_append, bench_hostile, bench_recognize, bench_static, block_on, cpus,
+    hub_bench, ingest,
 };
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -97,6 +97,17 @@ pub(super) enum Bench {
         /// Seconds of WebSocket flood.
         #[arg(long, default_value_t = 10)]
         flood_secs: u64,
+    },
+    /// The web interface's files and an API read, invigil against nginx
+    /// serving the same bytes with the same certificate; requests/s, p50,
+    /// p99, CPU seconds and ratios.
+    Static {
+        /// Seconds of load per target and server.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Kept-alive HTTPS/1.1 connections, one request in flight on each.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
     },
     /// Durable protocol appends per second, invigil (redb) against
     /// PostgreSQL (one INSERT per entry, synchronous_commit=on).
@@ -210,5 +221,14 @@ pub(super) fn run(what: Bench) -> ExitCode {
             }
         },
         Bench::Append { entries } => bench_append::run(entries),
+        Bench::Static { secs, connections } => {
+            match bench_static::run(&bench_static::Options { secs, connections }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("invigil: bench static: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

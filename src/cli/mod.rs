@@ -7,6 +7,7 @@ mod bench;
 mod bench_append;
 pub mod bench_hostile;
 mod bench_recognize;
+mod bench_static;
 mod ca;
 mod doctor;
 mod evidence;

@@ -157,6 +157,16 @@ impl Dialer {
         })
     }
 
+    /// The same trust and host name, another address: a peer server using
+    /// this server's certificate.
+    pub fn at(&self, addr: SocketAddr) -> Dialer {
+        Dialer {
+            addr,
+            tls: self.tls.clone(),
+            origin: format!("https://localhost:{}", addr.port()),
+        }
+    }
+
     async fn tls(&self) -> anyhow::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
@@ -203,6 +213,13 @@ pub struct Answer {
 }
 
 impl Http {
+    /// A GET answered with its status and raw body.
+    pub async fn get(&mut self, path: &str, cookie: Option<&str>) -> anyhow::Result<(u16, Bytes)> {
+        let response = self.request(http::Method::GET, path, cookie, None).await?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().collect().await?.to_bytes()))
+    }
+
     pub async fn call(
         &mut self,
         method: http::Method,
@@ -210,6 +227,30 @@ impl Http {
         cookie: Option<&str>,
         body: Option<&Value>,
     ) -> anyhow::Result<Answer> {
+        let response = self.request(method, path, cookie, body).await?;
+        let status = response.status().as_u16();
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("__Host-invigil="))
+            .map(|v| v.split(';').next().unwrap_or_default().to_string());
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Answer {
+            status,
+            cookie,
+            body,
+        })
+    }
+
+    async fn request(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
         let mut req = http::Request::builder()
             .method(method)
             .uri(path)
@@ -226,24 +267,10 @@ impl Http {
             None => Bytes::new(),
         };
         self.send.ready().await?;
-        let response = self
+        Ok(self
             .send
             .send_request(req.body(Full::new(payload))?)
-            .await?;
-        let status = response.status().as_u16();
-        let cookie = response
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("__Host-invigil="))
-            .map(|v| v.split(';').next().unwrap_or_default().to_string());
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Answer {
-            status,
-            cookie,
-            body,
-        })
+            .await?)
     }
 
     /// A call that must answer `want`; returns the answer.
