@@ -34,6 +34,8 @@ fn bench_static_prints_a_row_per_target_with_figures_for_both_servers() {
         assert!(bytes.unwrap().parse::<u64>().unwrap() > 0, "{row}");
         let (ours, theirs, ratio) = (numbers[0], numbers[4], numbers[8]);
         assert!(ours > 0.0 && theirs > 0.0, "{row}");
+        // nginx's master idles: its CPU is the workers', found through /proc.
+        assert!(numbers[3] > 0.0 && numbers[7] > 0.0, "CPU seconds: {row}");
         assert!(
             numbers[1] <= numbers[2] && numbers[5] <= numbers[6],
             "p50 ≤ p99: {row}"

@@ -30,17 +30,22 @@ pub struct Nginx {
 
 /// The nginx binary: on PATH, else where Debian installs it.
 pub fn find() -> anyhow::Result<PathBuf> {
-    let on_path = std::env::var_os("PATH")
+    find_in(std::env::var_os("PATH"), Path::new(DEBIAN_BIN))
+}
+
+fn find_in(path: Option<std::ffi::OsString>, fallback: &Path) -> anyhow::Result<PathBuf> {
+    let on_path = path
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|dir| dir.join("nginx"))
         .find(|p| p.is_file());
     match on_path {
         Some(p) => Ok(p),
-        None if Path::new(DEBIAN_BIN).is_file() => Ok(PathBuf::from(DEBIAN_BIN)),
+        None if fallback.is_file() => Ok(fallback.to_path_buf()),
         None => bail!(
-            "nginx was not found on PATH nor at {DEBIAN_BIN}; \
-             install Debian's `nginx` package (apt install nginx)"
+            "nginx was not found on PATH nor at {}; \
+             install Debian's `nginx` package (apt install nginx)",
+            fallback.display()
         ),
     }
 }
@@ -228,4 +233,42 @@ http {{
         cert = cert.display(),
         key = key.display(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_is_found_on_path_else_at_the_fallback_else_the_package_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (empty, bin) = (dir.path().join("empty"), dir.path().join("bin"));
+        std::fs::create_dir_all(&empty).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        let fallback = dir.path().join("sbin-nginx");
+        let path = |dirs: &[&Path]| Some(std::env::join_paths(dirs).unwrap());
+
+        let e = find_in(path(&[&empty]), &fallback).unwrap_err().to_string();
+        assert!(e.contains("Debian's `nginx` package"), "{e}");
+        assert!(e.contains(&fallback.display().to_string()), "{e}");
+
+        std::fs::write(&fallback, "").unwrap();
+        assert_eq!(find_in(path(&[&empty]), &fallback).unwrap(), fallback);
+
+        std::fs::write(bin.join("nginx"), "").unwrap();
+        let found = find_in(path(&[&empty, &bin]), &fallback).unwrap();
+        assert_eq!(found, bin.join("nginx"));
+    }
+
+    #[test]
+    fn the_children_of_a_process_are_read_from_proc() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let found = children(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&child.id()), "{found:?}");
+    }
 }
