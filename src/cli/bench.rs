@@ -3,7 +3,7 @@
 
 use super::{
     EXIT_BAD_CONFIG, bench_append, bench_crash, bench_hostile, bench_load, bench_recognize,
-    block_on, cpus, hub_bench, ingest,
+    bench_static, block_on, cpus, hub_bench, ingest,
 };
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -128,6 +128,17 @@ pub(super) enum Bench {
         /// Least and most milliseconds of running between two kills.
         #[arg(long, value_delimiter = ',', default_value = "500,3000")]
         between_ms: Vec<u64>,
+    },
+    /// The web interface's files and an API read, invigil against nginx
+    /// serving the same bytes with the same certificate; requests/s, p50,
+    /// p99, CPU seconds and ratios.
+    Static {
+        /// Seconds of load per target and server.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Kept-alive HTTPS/1.1 connections, one request in flight on each.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
     },
     /// Durable protocol appends per second, invigil (redb) against
     /// PostgreSQL (one INSERT per entry, synchronous_commit=on).
@@ -321,6 +332,15 @@ pub(super) fn run(what: Bench) -> ExitCode {
                 between: (Duration::from_millis(lo), Duration::from_millis(hi)),
             };
             verdict("crash", bench_crash::run(&options))
+        }
+        Bench::Static { secs, connections } => {
+            match bench_static::run(&bench_static::Options { secs, connections }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("invigil: bench static: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ mod bench_crash;
 pub mod bench_hostile;
 mod bench_load;
 mod bench_recognize;
+mod bench_static;
 mod ca;
 mod doctor;
 mod evidence;

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod backup;
+mod bench_static;
 mod blackbox;
 mod certs;
 mod daemon;

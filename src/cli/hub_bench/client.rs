@@ -204,6 +204,16 @@ impl Dialer {
         })
     }
 
+    /// The same trust and host name, another address: a peer server using
+    /// this server's certificate.
+    pub fn at(&self, addr: SocketAddr) -> Dialer {
+        Dialer {
+            addr,
+            tls: self.tls.clone(),
+            origin: format!("https://localhost:{}", addr.port()),
+        }
+    }
+
     async fn tls(&self) -> anyhow::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
@@ -287,6 +297,14 @@ impl Http {
             headers: parts.headers,
             body,
         })
+    }
+
+    /// A GET answered with its status and raw body.
+    pub async fn get(&mut self, path: &str, cookie: Option<&str>) -> anyhow::Result<(u16, Bytes)> {
+        let a = self
+            .raw(http::Method::GET, path, cookie, &[], Bytes::new())
+            .await?;
+        Ok((a.status, a.body))
     }
 
     pub async fn call(
