@@ -2,8 +2,8 @@
 //! and prints the figures and ratios the README's performance table shows.
 
 use super::{
-    EXIT_BAD_CONFIG, bench_append, bench_crash, bench_hostile, bench_load, bench_recognize,
-    bench_static, block_on, cpus, hub_bench, ingest,
+    EXIT_BAD_CONFIG, bench_all, bench_append, bench_crash, bench_hostile, bench_load,
+    bench_recognize, bench_static, block_on, cpus, hub_bench, ingest,
 };
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -128,6 +128,15 @@ pub(super) enum Bench {
         /// Least and most milliseconds of running between two kills.
         #[arg(long, value_delimiter = ',', default_value = "500,3000")]
         between_ms: Vec<u64>,
+    },
+    /// Every benchmark of the performance table in one go, each against its
+    /// peer, with a summary of their headline figures at the end (run from
+    /// a source checkout: recognition reads tests/data/faces).
+    All {
+        /// Smaller sizes (100 students, 10 kills, fewer frames): minutes
+        /// instead of a quarter of an hour.
+        #[arg(long)]
+        quick: bool,
     },
     /// The web interface's files and an API read, invigil against nginx
     /// serving the same bytes with the same certificate; requests/s, p50,
@@ -333,6 +342,7 @@ pub(super) fn run(what: Bench) -> ExitCode {
             };
             verdict("crash", bench_crash::run(&options))
         }
+        Bench::All { quick } => bench_all::run(quick),
         Bench::Static { secs, connections } => {
             match bench_static::run(&bench_static::Options { secs, connections }) {
                 Ok(()) => ExitCode::SUCCESS,

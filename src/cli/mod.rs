@@ -4,6 +4,7 @@
 mod backup;
 mod banner;
 mod bench;
+mod bench_all;
 mod bench_append;
 mod bench_crash;
 pub mod bench_hostile;

@@ -120,6 +120,12 @@ fn spawn(
         .env("TURN_PORT", "0")
         .env("MANAGER_PASSWORD", password)
         .env("RUST_LOG", "warn")
+        // The recognition engine the caller chose, as the installed server has it.
+        .envs(
+            ["ORT_DYLIB_PATH", "RECOGNIZER_BACKEND"]
+                .into_iter()
+                .filter_map(|k| Some((k, std::env::var(k).ok()?))),
+        )
         .envs(vars.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(log)
