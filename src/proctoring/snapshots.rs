@@ -26,13 +26,88 @@ pub const LIMITS: DecodeLimits = DecodeLimits {
     max_alloc: 24 * 1024 * 1024,
 };
 
-/// Decodes one snapshot at a time in the whole process (upload checks and
-/// analysis alike): a few dozen KiB of PNG decode to tens of MB, so
-/// concurrent uploads must not multiply that.
+/// Decoded bytes that snapshot decodes may hold at once in the whole process
+/// (upload checks and analysis alike): a few dozen KiB of PNG decode to tens
+/// of MB, so concurrent uploads must not multiply that. An ordinary webcam
+/// frame takes about 2 MB of it, so frames decode side by side on every
+/// core; a frame near [`LIMITS`] takes all of it and decodes alone.
+const DECODE_BUDGET: u64 = 32 * 1024 * 1024;
+
+static BUDGET: Budget = Budget::new(DECODE_BUDGET);
+
 fn decode(bytes: &[u8]) -> Result<image::RgbImage, recognize::RecognizeError> {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _held = BUDGET.take(decode_cost(bytes));
     recognize::decode(bytes, &LIMITS)
+}
+
+/// What decoding may hold, from the header alone: RGBA pixels and their RGB
+/// copy. An unreadable header costs the whole budget (its decode fails fast).
+fn decode_cost(bytes: &[u8]) -> u64 {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .map_or(DECODE_BUDGET, |(w, h)| {
+            (u64::from(w) * u64::from(h) * 7).min(DECODE_BUDGET)
+        })
+}
+
+/// A counting semaphore over bytes, first come first served, so a large
+/// frame is not overtaken forever by small ones.
+struct Budget {
+    state: std::sync::Mutex<BudgetState>,
+    changed: std::sync::Condvar,
+}
+
+struct BudgetState {
+    left: u64,
+    next_ticket: u64,
+    serving: u64,
+}
+
+struct Held {
+    budget: &'static Budget,
+    bytes: u64,
+}
+
+impl Budget {
+    const fn new(bytes: u64) -> Budget {
+        Budget {
+            state: std::sync::Mutex::new(BudgetState {
+                left: bytes,
+                next_ticket: 0,
+                serving: 0,
+            }),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn take(&'static self, bytes: u64) -> Held {
+        let lock = |s: &'static Budget| s.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(self);
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        while state.serving != ticket || state.left < bytes {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.serving += 1;
+        state.left -= bytes;
+        drop(state);
+        self.changed.notify_all();
+        Held {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut state = self.budget.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.left += self.bytes;
+        drop(state);
+        self.budget.changed.notify_all();
+    }
 }
 
 /// Checks that `bytes` is an image within [`LIMITS`] that decodes completely;
@@ -302,6 +377,42 @@ pub(crate) fn pixel_bomb() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_decode_budget_lets_small_frames_share_it_and_a_large_one_wait_its_turn() {
+        let budget: &'static Budget = Box::leak(Box::new(Budget::new(10)));
+        let a = budget.take(4);
+        let b = budget.take(4);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let all = budget.take(10);
+            tx.send(()).unwrap();
+            drop(all);
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err()
+        );
+        drop(a);
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err()
+        );
+        drop(b);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        waiter.join().unwrap();
+        // A 640×480 frame costs a few MB; an unreadable header the whole budget.
+        let frame = image::RgbImage::new(640, 480);
+        let mut jpeg = Vec::new();
+        frame
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        assert_eq!(decode_cost(&jpeg), 640 * 480 * 7);
+        assert_eq!(decode_cost(b"not an image"), DECODE_BUDGET);
+    }
 
     #[test]
     fn a_pixel_bomb_is_refused_from_its_header() {

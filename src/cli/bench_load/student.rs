@@ -148,7 +148,8 @@ async fn hub(shared: Arc<Shared>, i: usize, cookie: String, mut stop: watch::Rec
         let period = shared.plan.period;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
         let mut stopping = *stop.borrow();
-        let until = tokio::time::Instant::now() + DRAIN;
+        // Answers still owed are waited for this long once stopping.
+        let mut until = tokio::time::Instant::now() + DRAIN;
         loop {
             if stopping && pending.is_empty() {
                 let _ = ws.close(None).await;
@@ -165,6 +166,7 @@ async fn hub(shared: Arc<Shared>, i: usize, cookie: String, mut stop: watch::Rec
                 }
                 _ = stop.changed(), if !stopping => {
                     stopping = true;
+                    until = tokio::time::Instant::now() + DRAIN;
                     continue;
                 }
                 () = tokio::time::sleep_until(until), if stopping => break,
