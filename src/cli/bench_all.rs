@@ -195,3 +195,23 @@ fn run_one(exe: &Path, row: &Row) -> std::io::Result<(String, Vec<String>)> {
     };
     Ok((status, headlines))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn every_row_is_a_command_line_the_bench_command_takes() {
+        for quick in [false, true] {
+            for row in rows(quick) {
+                let args = ["invigil", "bench"]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(row.args.iter().cloned());
+                let parsed = crate::cli::Cli::try_parse_from(args);
+                assert!(parsed.is_ok(), "{}: {:?}", row.name, parsed.err());
+            }
+        }
+    }
+}
