@@ -8,8 +8,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,17 +42,7 @@ pub struct Wire {
 
 impl Wire {
     pub fn new(server: &Server) -> anyhow::Result<Wire> {
-        let pem = std::fs::read(server.data_dir.join("tls/self-signed.crt"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            roots.add(cert?)?;
-        }
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let mut config = crate::cli::hub_bench::client::trusting(server)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Wire {
             addr: server.addr,

@@ -401,25 +401,37 @@ async fn send_recording_at(
     // A backlog after an outage goes a buffer's worth at a time.
     let chunk = shared.noise.slice(..len.min(shared.noise.len()));
     let t = Instant::now();
+    let a = patch(http, &path, cookie, offset, chunk).await?;
+    let now = header_u64(&a, "upload-offset")?;
+    ledger.time(CHUNK, t.elapsed());
+    e.acked = now;
+    ledger.acked(i, |s| s.offset = s.offset.max(now));
+    Ok(())
+}
+
+/// A tus chunk at `offset`; the answer must be 204.
+async fn patch(
+    http: &mut Http,
+    path: &str,
+    cookie: &str,
+    offset: u64,
+    bytes: Bytes,
+) -> anyhow::Result<crate::cli::hub_bench::client::RawAnswer> {
     let a = http
         .raw(
             Method::PATCH,
-            &path,
+            path,
             Some(cookie),
             &[
                 tus(),
                 ("content-type", "application/offset+octet-stream".into()),
                 ("upload-offset", offset.to_string()),
             ],
-            chunk,
+            bytes,
         )
         .await?;
-    anyhow::ensure!(a.status == 204, "PATCH: {} {}", a.status, body(&a));
-    let now = header_u64(&a, "upload-offset")?;
-    ledger.time(CHUNK, t.elapsed());
-    e.acked = now;
-    ledger.acked(i, |s| s.offset = s.offset.max(now));
-    Ok(())
+    anyhow::ensure!(a.status == 204, "PATCH {path}: {} {}", a.status, body(&a));
+    Ok(a)
 }
 
 fn header_u64(a: &crate::cli::hub_bench::client::RawAnswer, name: &str) -> anyhow::Result<u64> {
@@ -453,20 +465,7 @@ async fn send_snapshot(
         )
         .await?;
     let path = created_at(&a)?;
-    let a = http
-        .raw(
-            Method::PATCH,
-            &path,
-            Some(cookie),
-            &[
-                tus(),
-                ("content-type", "application/offset+octet-stream".into()),
-                ("upload-offset", "0".into()),
-            ],
-            shared.snapshot.clone(),
-        )
-        .await?;
-    anyhow::ensure!(a.status == 204, "snapshot: {} {}", a.status, body(&a));
+    patch(http, &path, cookie, 0, shared.snapshot.clone()).await?;
     shared.ledger.time(SNAPSHOT, t.elapsed());
     shared.ledger.acked(i, |s| s.snapshots += 1);
     Ok(())

@@ -182,6 +182,22 @@ pub fn usage(pid: u32) -> (u64, u64, f64) {
     (kb("VmRSS:"), kb("VmHWM:"), ticks as f64 / hz)
 }
 
+/// A TLS client configuration that trusts only the server's self-signed
+/// certificate.
+pub fn trusting(server: &Server) -> anyhow::Result<rustls::ClientConfig> {
+    let pem = std::fs::read(server.data_dir.join("tls/self-signed.crt"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert?)?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
 /// Opens TLS connections to the server, trusting only its certificate.
 #[derive(Clone)]
 pub struct Dialer {
@@ -192,17 +208,7 @@ pub struct Dialer {
 
 impl Dialer {
     pub fn new(server: &Server) -> anyhow::Result<Dialer> {
-        let pem = std::fs::read(server.data_dir.join("tls/self-signed.crt"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            roots.add(cert?)?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = trusting(server)?;
         Ok(Dialer {
             addr: server.addr,
             tls: TlsConnector::from(Arc::new(config)),
