@@ -149,12 +149,14 @@ fn report(o: &Options, out: &Outcome, restarts: &[Duration], bundles: &Bundles) 
     let m = &out.missing;
     println!(
         "acknowledged: {:.1} MB of recording, {} snapshots, {} samples, {} chat messages; \
-         missing after the kills: {} bytes, {} snapshots, {} samples, {} chat messages",
+         missing after the kills: {} bytes ({} offsets found behind an acknowledgement), \
+         {} snapshots, {} samples, {} chat messages",
         t.offset as f64 / 1e6,
         t.snapshots,
         t.samples,
         t.chat.len(),
         m.recording_bytes,
+        m.regressions,
         m.snapshots,
         m.samples,
         m.chat

@@ -214,7 +214,9 @@ pub(super) async fn drive(
             ledger.time_ns(FAN_OUT, ns);
         }
     }
-    let missing = check_all(&dialer, &exam_setup.manager, &exam_setup.sessions, &ledger).await?;
+    let mut missing =
+        check_all(&dialer, &exam_setup.manager, &exam_setup.sessions, &ledger).await?;
+    missing.regressions = ledger.regressions.load(Ordering::Relaxed);
     let mut http = dialer.http().await?;
     let status = http
         .expect(
@@ -360,10 +362,12 @@ pub(super) fn print(plan: &Plan, o: &Outcome) {
     );
     let m = &o.missing;
     println!(
-        "missing after the run (checked in {} sessions through the API): {} recording bytes, \
-         {} snapshots, {} samples, {} chat messages; {} frames never answered",
+        "missing after the run (checked in {} sessions through the API): {} recording bytes \
+         ({} offsets found behind an acknowledgement), {} snapshots, {} samples, {} chat messages; \
+         {} frames never answered",
         m.sessions,
         m.recording_bytes,
+        m.regressions,
         m.snapshots,
         m.samples,
         m.chat,

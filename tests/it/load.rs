@@ -61,7 +61,8 @@ fn an_exam_day_loses_nothing_acknowledged() {
     ]);
     assert!(
         report.contains(
-            "0 recording bytes, 0 snapshots, 0 samples, 0 chat messages; 0 frames never answered"
+            "0 recording bytes (0 offsets found behind an acknowledgement), 0 snapshots, \
+             0 samples, 0 chat messages; 0 frames never answered"
         ),
         "{report}"
     );

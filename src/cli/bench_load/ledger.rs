@@ -124,6 +124,10 @@ impl Ledger {
 #[derive(Debug, Default)]
 pub(crate) struct Missing {
     pub recording_bytes: u64,
+    /// Times a recording's offset was found behind what had been
+    /// acknowledged (the student then sent those bytes again, so the final
+    /// check alone would not see the loss).
+    pub regressions: u64,
     pub snapshots: u64,
     pub samples: u64,
     pub chat: u64,
@@ -132,7 +136,7 @@ pub(crate) struct Missing {
 
 impl Missing {
     pub fn none(&self) -> bool {
-        self.recording_bytes + self.snapshots + self.samples + self.chat == 0
+        self.recording_bytes + self.regressions + self.snapshots + self.samples + self.chat == 0
     }
 
     fn add(&mut self, o: &Missing) {
@@ -187,6 +191,7 @@ pub(crate) async fn check_session(
         .count() as u64;
     Ok(Missing {
         recording_bytes: acked.offset.saturating_sub(recorded),
+        regressions: 0,
         snapshots: acked.snapshots.saturating_sub(snapshots),
         samples: acked.samples.saturating_sub(samples),
         chat: acked.chat.iter().filter(|s| !chat.contains(s)).count() as u64,
