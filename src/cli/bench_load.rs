@@ -267,17 +267,10 @@ async fn check_all(
             let mut http = dialer.http().await?;
             let mut found = Vec::new();
             for i in (w..sessions.len()).step_by(WORKERS) {
-                let acked = {
-                    let a = ledger.students[i]
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("ledger lock"))?;
-                    ledger::Acked {
-                        offset: a.offset,
-                        snapshots: a.snapshots,
-                        samples: a.samples,
-                        chat: a.chat.clone(),
-                    }
-                };
+                let acked = ledger.students[i]
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("ledger lock"))?
+                    .clone();
                 let name = student_name(i);
                 found.push(
                     ledger::check_session(&mut http, &manager, &sessions[i], &name, &acked).await?,

@@ -62,8 +62,8 @@ pub struct Request<'a> {
     pub client: &'a str,
 }
 
-/// Runs store work off the async threads.
-async fn blocking<T: Send + 'static>(
+/// Runs store work off the async threads (erasure and tier moves).
+pub(super) async fn blocking<T: Send + 'static>(
     store: &Arc<dyn Store>,
     f: impl FnOnce(&dyn Store) -> Result<T, LifecycleError> + Send + 'static,
 ) -> Result<T, LifecycleError> {

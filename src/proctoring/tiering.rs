@@ -6,7 +6,7 @@
 //! copy. A crash at any point leaves the object whole in at least one tier, and
 //! the next pass or sweep finishes or undoes the step; see [`sweep`].
 
-use super::retention::{LifecycleError, session_of};
+use super::retention::{LifecycleError, blocking, session_of};
 use super::sessions::{self, Session, Status};
 use crate::auth::hosts;
 use crate::objects::{Objects, ObjectsError, Pace};
@@ -95,16 +95,6 @@ pub fn forget_session_in(tx: &mut dyn WriteTx, host_id: &str, id: &str) -> Resul
         tx.delete(catalog::OBJECT_TIERS, k)?;
     }
     Ok(rows.len() as u64)
-}
-
-async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn Store>,
-    f: impl FnOnce(&dyn Store) -> Result<T, LifecycleError> + Send + 'static,
-) -> Result<T, LifecycleError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| LifecycleError::Task(e.to_string()))?
 }
 
 /// Moves the hot objects of every session due at `now` to the cold tier. Safe

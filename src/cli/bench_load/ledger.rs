@@ -32,7 +32,7 @@ pub(crate) const SNAPSHOT: usize = 6;
 pub(crate) const CHUNK: usize = 7;
 
 /// What one student's session was acknowledged.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Acked {
     /// Bytes of the recording the server acknowledged.
     pub offset: u64,

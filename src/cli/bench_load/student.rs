@@ -308,8 +308,26 @@ async fn connection<'a>(shared: &Shared, e: &'a mut Evidence) -> anyhow::Result<
         .ok_or_else(|| anyhow::anyhow!("no connection"))
 }
 
-fn created_at(a: &crate::cli::hub_bench::client::RawAnswer) -> anyhow::Result<String> {
-    anyhow::ensure!(a.status == 201, "create: {} {}", a.status, body(a));
+/// Creates an upload of `kind` (tus creation) with its length header;
+/// returns the path to send its chunks to.
+async fn create(
+    http: &mut Http,
+    session: &str,
+    cookie: &str,
+    length: (&'static str, String),
+    kind: &str,
+) -> anyhow::Result<String> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(kind);
+    let a = http
+        .raw(
+            Method::POST,
+            &format!("/api/v1/sessions/{session}/uploads"),
+            Some(cookie),
+            &[tus(), length, ("upload-metadata", format!("kind {b64}"))],
+            Bytes::new(),
+        )
+        .await?;
+    anyhow::ensure!(a.status == 201, "create: {} {}", a.status, body(&a));
     let location = a
         .headers
         .get("location")
@@ -326,11 +344,6 @@ fn body(a: &crate::cli::hub_bench::client::RawAnswer) -> String {
     String::from_utf8_lossy(&a.body).into_owned()
 }
 
-fn metadata(kind: &str) -> (&'static str, String) {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(kind);
-    ("upload-metadata", format!("kind {b64}"))
-}
-
 fn tus() -> (&'static str, String) {
     ("tus-resumable", "1.0.0".to_string())
 }
@@ -344,32 +357,18 @@ async fn send_recording(
     cookie: &str,
     e: &mut Evidence,
 ) -> anyhow::Result<()> {
-    let session = &shared.sessions[i];
     let fresh = e.http.is_none();
-    let recording = e.recording.clone();
-    let http = connection(shared, e).await?;
-    let path = match recording {
-        Some(p) => p,
+    let (path, ask_offset) = match e.recording.clone() {
+        Some(p) => (p, fresh),
         None => {
-            let a = http
-                .raw(
-                    Method::POST,
-                    &format!("/api/v1/sessions/{session}/uploads"),
-                    Some(cookie),
-                    &[
-                        tus(),
-                        ("upload-defer-length", "1".into()),
-                        metadata("webcam"),
-                    ],
-                    Bytes::new(),
-                )
-                .await?;
-            let p = created_at(&a)?;
+            let http = connection(shared, e).await?;
+            let length = ("upload-defer-length", "1".to_string());
+            let p = create(http, &shared.sessions[i], cookie, length, "webcam").await?;
             e.recording = Some(p.clone());
-            return send_recording_at(shared, i, cookie, e, p, false).await;
+            (p, false)
         }
     };
-    send_recording_at(shared, i, cookie, e, path, fresh).await
+    send_recording_at(shared, i, cookie, e, path, ask_offset).await
 }
 
 async fn send_recording_at(
@@ -448,23 +447,10 @@ async fn send_snapshot(
     cookie: &str,
     e: &mut Evidence,
 ) -> anyhow::Result<()> {
-    let session = &shared.sessions[i];
     let http = connection(shared, e).await?;
     let t = Instant::now();
-    let a = http
-        .raw(
-            Method::POST,
-            &format!("/api/v1/sessions/{session}/uploads"),
-            Some(cookie),
-            &[
-                tus(),
-                ("upload-length", shared.snapshot.len().to_string()),
-                metadata("snapshot"),
-            ],
-            Bytes::new(),
-        )
-        .await?;
-    let path = created_at(&a)?;
+    let length = ("upload-length", shared.snapshot.len().to_string());
+    let path = create(http, &shared.sessions[i], cookie, length, "snapshot").await?;
     patch(http, &path, cookie, 0, shared.snapshot.clone()).await?;
     shared.ledger.time(SNAPSHOT, t.elapsed());
     shared.ledger.acked(i, |s| s.snapshots += 1);
